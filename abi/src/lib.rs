@@ -1,0 +1,481 @@
+//! The stable ABI between the `safepoint` host and its strategy plugins.
+//!
+//! A *strategy* is the mechanism of Go's ragged barrier, `forEachPInternal`: how every P
+//! (logical processor) of the runtime is brought to a safe point so that a function `f` runs
+//! once for each of them. The host owns everything around it (the goroutine-status transition
+//! of Go change 533455, worldsema, the exactly-once check, timeouts); a plugin only supplies
+//! the mechanism, through three pieces defined here:
+//!
+//! - [`StrategyModRef`], the root module each plugin exports: its name, description,
+//!   [`Capabilities`], and a constructor [`StrategyMod::new`].
+//! - [`Strategy`], the object the constructor returns: [`Strategy::for_each_p_internal`],
+//!   the poll slow path [`Strategy::on_poll`], thread attach/detach and shutdown.
+//! - [`Host`], the vtable the plugin calls back: P status, poll words, parked-P stopping,
+//!   thread ids, time and logging.
+//!
+//! # Versioning
+//!
+//! Every plugin exports [`ABI_VERSION`] under the symbol [`ABI_VERSION_SYMBOL`] with
+//! [`export_abi_version!`]. The loader reads that symbol before it runs any code of the
+//! plugin and refuses a plugin whose major version differs. abi_stable then checks the
+//! layout of every type reachable from the root module. Adding a method after a
+//! `last_prefix_field` (root module, [`Strategy`], [`Host`]) is a minor change; anything else
+//! is a major one.
+//!
+//! # Errors and panics
+//!
+//! Errors cross the boundary as values ([`PluginError`]), never as panics: a panic that
+//! unwinds out of an `extern "C"` function aborts the process. Plugins wrap every entry point
+//! in [`catch_panic`], which turns a panic into [`ErrorKind::Panicked`].
+
+// abi_stable 0.11's `sabi_trait` expands to impls inside a const block.
+#![allow(non_local_definitions)]
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec};
+use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
+
+pub use abi_stable;
+
+/// A version of this ABI. Its layout is frozen: the loader reads it from a plugin before
+/// anything else, so it must read the same in every version.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbiVersion {
+    /// Incremented on every incompatible change; plugins must match it exactly.
+    pub major: u16,
+    /// Incremented on compatible additions (new trailing prefix fields).
+    pub minor: u16,
+}
+
+impl AbiVersion {
+    /// Whether a plugin built against `self` can be loaded by a host of `host`.
+    pub fn is_compatible_with(self, host: AbiVersion) -> bool {
+        self.major == host.major
+    }
+}
+
+impl fmt::Display for AbiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The ABI version of this crate.
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 0 };
+
+/// The symbol under which a plugin exports its [`AbiVersion`], with its trailing NUL.
+pub const ABI_VERSION_SYMBOL: &[u8] = b"SAFEPOINT_ABI_VERSION\0";
+
+/// Exports [`ABI_VERSION`] under [`ABI_VERSION_SYMBOL`]. Call it once in every plugin crate.
+#[macro_export]
+macro_rules! export_abi_version {
+    () => {
+        /// The safepoint ABI version this plugin was built against.
+        #[unsafe(no_mangle)]
+        pub static SAFEPOINT_ABI_VERSION: $crate::AbiVersion = $crate::ABI_VERSION;
+    };
+}
+
+/// A P's index, `0..procs`.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PId(pub u32);
+
+impl PId {
+    /// The index as a `usize`, for indexing per-P arrays.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for PId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "P{}", self.0)
+    }
+}
+
+/// An M's (OS thread's) id, unique for the runtime's lifetime.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MId(pub u32);
+
+impl fmt::Display for MId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "M{}", self.0)
+    }
+}
+
+/// The status of a P, as in Go's `runtime2.go`.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PStatus {
+    /// Not owned by any M: in the idle list, or being handed to an M.
+    Idle = 0,
+    /// Owned by an M that is running goroutines or the scheduler.
+    Running = 1,
+    /// Its M is inside a blocking section; the P may be taken from it.
+    Syscall = 2,
+    /// Stopped and owned by a requester, see [`Host::try_stop_parked_p`].
+    GcStop = 3,
+    /// No longer in use (the runtime is shutting down).
+    Dead = 4,
+}
+
+impl PStatus {
+    /// Go's name for the status, as the goroutine dump and reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PStatus::Idle => "_Pidle",
+            PStatus::Running => "_Prunning",
+            PStatus::Syscall => "_Psyscall",
+            PStatus::GcStop => "_Pgcstop",
+            PStatus::Dead => "_Pdead",
+        }
+    }
+
+    /// Decodes a status word; `None` for a value that is no status.
+    pub fn from_u8(v: u8) -> Option<PStatus> {
+        Some(match v {
+            0 => PStatus::Idle,
+            1 => PStatus::Running,
+            2 => PStatus::Syscall,
+            3 => PStatus::GcStop,
+            4 => PStatus::Dead,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a strategy can do, as a bit set.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Capabilities(pub u32);
+
+impl Capabilities {
+    /// No capability beyond the contract.
+    pub const NONE: Capabilities = Capabilities(0);
+    /// Reaches Ps whose goroutines never call `poll()` (asynchronous preemption).
+    pub const REACHES_NON_POLLING_PS: Capabilities = Capabilities(1 << 0);
+    /// Neither the requester nor the Ps busy-wait.
+    pub const NO_BUSY_WAIT: Capabilities = Capabilities(1 << 1);
+
+    const NAMES: [(Capabilities, &'static str); 2] = [
+        (
+            Capabilities::REACHES_NON_POLLING_PS,
+            "reaches-non-polling-ps",
+        ),
+        (Capabilities::NO_BUSY_WAIT, "no-busy-wait"),
+    ];
+
+    /// Whether every bit of `other` is set in `self`.
+    pub fn contains(self, other: Capabilities) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of two sets.
+    pub const fn union(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 | other.0)
+    }
+
+    /// The names of the bits set, in a stable order; unknown bits show as `bit-N`.
+    pub fn names(self) -> Vec<String> {
+        let mut names = Vec::new();
+        for bit in 0..32 {
+            let cap = Capabilities(1 << bit);
+            if !self.contains(cap) {
+                continue;
+            }
+            match Self::NAMES.iter().find(|(c, _)| *c == cap) {
+                Some((_, name)) => names.push((*name).to_owned()),
+                None => names.push(format!("bit-{bit}")),
+            }
+        }
+        names
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = self.names();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// An OS thread, as the signal strategy needs it to direct a signal.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OsThread {
+    /// The kernel thread id (`gettid`).
+    pub tid: i32,
+    /// The `pthread_t`, as an integer.
+    pub pthread: u64,
+}
+
+/// Severity of a [`Host::log`] line.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Something went wrong.
+    Error = 0,
+    /// Something looks wrong.
+    Warn = 1,
+    /// For a user who asked for detail.
+    Info = 2,
+}
+
+/// What kind of error a plugin returned; the host acts on it, so it is an enum, not text.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The operation failed; the message says why.
+    Failed = 0,
+    /// Plugin code panicked; the panic was caught at the boundary.
+    Panicked = 1,
+    /// The configuration string was not understood.
+    InvalidConfig = 2,
+    /// The operation is not supported by this strategy.
+    Unsupported = 3,
+}
+
+/// An error returned across the boundary.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct PluginError {
+    /// What kind of error.
+    pub kind: ErrorKind,
+    /// The entry point that failed (`"new"`, `"for_each_p_internal"`, ...).
+    pub entry_point: RString,
+    /// A lowercase message without a trailing period.
+    pub message: RString,
+}
+
+impl PluginError {
+    /// An error of `kind` at `entry_point`.
+    pub fn new(kind: ErrorKind, entry_point: &str, message: impl Into<String>) -> PluginError {
+        PluginError {
+            kind,
+            entry_point: entry_point.into(),
+            message: message.into().into(),
+        }
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.entry_point, self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// Runs a plugin entry point, turning a panic into [`ErrorKind::Panicked`].
+///
+/// Every `extern "C"` function and [`Strategy`] method of a plugin goes through this: a panic
+/// that unwinds across the boundary would end the process.
+pub fn catch_panic<T>(
+    entry_point: &str,
+    body: impl FnOnce() -> Result<T, PluginError>,
+) -> RResult<T, PluginError> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result.into(),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            RResult::RErr(PluginError::new(
+                ErrorKind::Panicked,
+                entry_point,
+                format!("panicked: {what}"),
+            ))
+        }
+    }
+}
+
+/// A named counter a strategy reports for the run summary (signals sent, futex waits, ...).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// A short lowercase name, e.g. `"signals sent"`.
+    pub name: RString,
+    /// Its value since the strategy was constructed.
+    pub value: u64,
+}
+
+/// The function a barrier runs for each P: Go's `fn(*p)`.
+///
+/// The host wraps the user's function: the wrapper counts calls per P (the host's
+/// exactly-once check) and catches panics, so calling it from plugin code never unwinds.
+#[sabi_trait]
+pub trait SafePointFn: Send + Sync + Clone {
+    /// Runs the barrier's function for `p`. The caller must own `p`: `p` is at a safe point
+    /// and its M runs this, or `p` is stopped and the caller stopped it.
+    #[sabi(last_prefix_field)]
+    fn call(&self, p: PId);
+}
+
+/// A shareable [`SafePointFn`], valid for as long as any clone is alive.
+pub type SafePointFnArc = SafePointFn_TO<'static, RArc<()>>;
+
+/// The host's side of the boundary: what a strategy may ask of the runtime.
+///
+/// Every method is safe to call from any thread. The methods marked *async-signal-safe* may
+/// also be called from a signal handler.
+#[sabi_trait]
+pub trait Host: Send + Sync + Clone {
+    /// The number of Ps (GOMAXPROCS), fixed for the runtime's lifetime. Async-signal-safe.
+    fn procs(&self) -> u32;
+
+    /// The current status of `p`. Async-signal-safe.
+    fn p_status(&self, p: PId) -> PStatus;
+
+    /// The P held by the M of the calling thread, if it holds one. Async-signal-safe.
+    fn current_p(&self) -> ROption<PId>;
+
+    /// Sets the safe-point bit of `p`'s poll word: `p`'s next `poll()` or scheduler transition
+    /// calls [`Strategy::on_poll`]. Release ordering: writes before it are visible to the P
+    /// when it sees the bit. Async-signal-safe.
+    fn arm_poll(&self, p: PId);
+
+    /// Clears the safe-point bit of `p`'s poll word. Async-signal-safe.
+    fn disarm_poll(&self, p: PId);
+
+    /// Stops `p` if it is parked: `Idle` or `Syscall`. On success `p` is `GcStop`, owned by
+    /// the caller until [`Host::release_p`]; no M can run it meanwhile, and everything its
+    /// last owner wrote is visible to the caller. Returns false if `p` is running, already
+    /// stopped or dead.
+    fn try_stop_parked_p(&self, p: PId) -> bool;
+
+    /// Gives back a P stopped by [`Host::try_stop_parked_p`]. A P taken from a syscall is
+    /// handed to another M if it has work, as Go's `handoffp`.
+    fn release_p(&self, p: PId);
+
+    /// The OS thread of the M that holds `p`, if any.
+    fn p_thread(&self, p: PId) -> ROption<OsThread>;
+
+    /// Monotonic time in nanoseconds. Async-signal-safe.
+    fn now_nanos(&self) -> u64;
+
+    /// Writes a line to the host's log.
+    #[sabi(last_prefix_field)]
+    fn log(&self, level: LogLevel, message: RStr<'_>);
+}
+
+/// The host handle a strategy keeps.
+pub type HostRef = Host_TO<'static, RArc<()>>;
+
+/// A safe-point strategy: the mechanism behind Go's `forEachPInternal`.
+///
+/// Methods may be called from any thread. Every implementation wraps its body in
+/// [`catch_panic`].
+#[sabi_trait]
+pub trait Strategy: Send + Sync {
+    /// Runs `f` for every P, once, at a safe point of that P.
+    ///
+    /// # Contract
+    ///
+    /// 1. `f(p)` runs **exactly once** for every P that is not `Dead` at entry: the caller's
+    ///    own P ([`Host::current_p`]); idle Ps and syscall Ps, run by the requester on their
+    ///    behalf after winning [`Host::try_stop_parked_p`]; and running Ps at their next safe
+    ///    point ([`Strategy::on_poll`]), by themselves or while stopped there.
+    /// 2. It returns only when all have run, and it **acts as a global memory barrier**:
+    ///    everything a P wrote before its safe point happens-before the return.
+    /// 3. The caller holds worldsema and its goroutine is in `Waiting(reason)`; `f` does not
+    ///    refer to the caller's stack.
+    /// 4. It never touches goroutine status; only the host does.
+    ///
+    /// The host checks (1) after every call and reports a strategy that skips or repeats a P
+    /// as an error naming the strategy and the P.
+    fn for_each_p_internal(&self, f: SafePointFnArc) -> RResult<(), PluginError>;
+
+    /// The poll slow path: the M that owns `p` is at a safe point and saw `p`'s safe-point bit
+    /// armed. Called on that M, outside any non-preemptible region.
+    fn on_poll(&self, p: PId) -> RResult<(), PluginError>;
+
+    /// An M has started, on its own thread; called before it runs any goroutine.
+    fn attach_thread(&self, m: MId, thread: OsThread) -> RResult<(), PluginError>;
+
+    /// An M is stopping, on its own thread; it runs no goroutine after this.
+    fn detach_thread(&self, m: MId) -> RResult<(), PluginError>;
+
+    /// Named counters for the run summary.
+    fn counters(&self) -> RVec<Counter>;
+
+    /// Retires the strategy: uninstall handlers, stop helper threads. No barrier is in
+    /// flight and no code of the strategy runs after it returns.
+    #[sabi(last_prefix_field)]
+    fn shutdown(&self) -> RResult<(), PluginError>;
+}
+
+/// An owned strategy object.
+pub type StrategyBox = Strategy_TO<'static, RBox<()>>;
+
+/// The root module every plugin exports with `#[export_root_module]`.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = StrategyModRef)))]
+#[sabi(missing_field(panic))]
+pub struct StrategyMod {
+    /// The strategy's short name, as `--strategy` takes it (`"polling"`).
+    pub name: extern "C" fn() -> RStr<'static>,
+    /// One line saying how it works.
+    pub description: extern "C" fn() -> RStr<'static>,
+    /// What it can do.
+    pub capabilities: extern "C" fn() -> Capabilities,
+    /// Builds a strategy for the runtime behind `host`. `config` is the text after the
+    /// strategy name in `--strategy NAME:CONFIG`, empty if none.
+    #[sabi(last_prefix_field)]
+    pub new: extern "C" fn(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, PluginError>,
+}
+
+impl RootModule for StrategyModRef {
+    declare_root_module_statics! {StrategyModRef}
+    const BASE_NAME: &'static str = "safepoint_strategy";
+    const NAME: &'static str = "safepoint strategy";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// Parses a config string of the form `key=value,key=value`. Empty text gives no pairs.
+///
+/// ```
+/// let pairs = safepoint_abi::parse_config("entry_point", "spin=64,yield=on").unwrap();
+/// assert_eq!(pairs, vec![("spin", "64"), ("yield", "on")]);
+/// assert!(safepoint_abi::parse_config("new", "spin").is_err());
+/// ```
+pub fn parse_config<'a>(
+    entry_point: &str,
+    config: &'a str,
+) -> Result<Vec<(&'a str, &'a str)>, PluginError> {
+    config
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| {
+                    PluginError::new(
+                        ErrorKind::InvalidConfig,
+                        entry_point,
+                        format!("config item `{item}` is not of the form key=value"),
+                    )
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,433 @@
+//! Finding and loading strategy plugins.
+//!
+//! A strategy is named (`polling` means `libsafepoint_polling.so`, looked up in the
+//! [`SearchPath`]) or given as a path. Loading checks, in order, each with its own error:
+//! the file exists; it is an ELF shared library that `dlopen` accepts; it exports the
+//! safepoint ABI version and abi_stable's root module; the version is compatible; the
+//! layout of every type of the ABI matches. Only then does any plugin code run.
+//!
+//! abi_stable never unloads a library, and `dlopen` returns the mapping it already has for a
+//! path it has seen: to load a rebuilt plugin file, copy it to a new name first.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{LibraryError, lib_header_from_path};
+use abi_stable::std_types::RResult;
+use safepoint_abi::{ABI_VERSION, AbiVersion, Capabilities, ErrorKind, HostRef, StrategyModRef};
+
+use crate::safepoint::ActiveStrategy;
+use crate::sys::dl;
+
+/// The environment variable holding extra plugin directories, separated by `:`.
+pub const PLUGIN_PATH_VAR: &str = "SAFEPOINT_PLUGIN_PATH";
+
+/// The file name of the plugin called `name`.
+pub fn file_name(name: &str) -> String {
+    format!("libsafepoint_{name}.so")
+}
+
+/// Where plugins are looked for, in order: `--plugin-path` directories, the
+/// `SAFEPOINT_PLUGIN_PATH` variable, the executable's directory (and its `deps/`), then the
+/// workspace's build directories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchPath {
+    dirs: Vec<PathBuf>,
+}
+
+impl Default for SearchPath {
+    fn default() -> SearchPath {
+        SearchPath::new(&[])
+    }
+}
+
+impl SearchPath {
+    /// The default path, after the directories in `first`.
+    pub fn new(first: &[PathBuf]) -> SearchPath {
+        let mut dirs: Vec<PathBuf> = first.to_vec();
+        if let Some(var) = std::env::var_os(PLUGIN_PATH_VAR) {
+            dirs.extend(std::env::split_paths(&var).filter(|d| !d.as_os_str().is_empty()));
+        }
+        if let Some(exe_dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+        {
+            dirs.push(exe_dir.join("deps"));
+            dirs.push(exe_dir);
+        }
+        let target = option_env!("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        for profile in ["release", "debug"] {
+            dirs.push(target.join(profile).join("deps"));
+            dirs.push(target.join(profile));
+        }
+        let mut seen = Vec::new();
+        dirs.retain(|d| {
+            let key = d.canonicalize().unwrap_or_else(|_| d.clone());
+            let new = !seen.contains(&key);
+            seen.push(key);
+            new
+        });
+        SearchPath { dirs }
+    }
+
+    /// The directories, in search order.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Resolves a strategy spec: a path (it contains `/` or ends in `.so`) or a name.
+    pub fn resolve(&self, spec: &str) -> Result<PathBuf, LoadError> {
+        if spec.contains('/') || spec.ends_with(".so") {
+            let path = PathBuf::from(spec);
+            return if path.exists() {
+                Ok(path)
+            } else {
+                Err(LoadError::NoSuchFile { path })
+            };
+        }
+        let file = file_name(spec);
+        self.dirs
+            .iter()
+            .map(|d| d.join(&file))
+            .find(|p| p.is_file())
+            .ok_or_else(|| LoadError::NotFound {
+                name: spec.to_owned(),
+                file,
+                searched: self.dirs.clone(),
+            })
+    }
+
+    /// Every `libsafepoint_*.so` in the path; the first of each file name wins.
+    pub fn discover(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = Vec::new();
+        for dir in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut here: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("libsafepoint_") && n.ends_with(".so"))
+                })
+                .collect();
+            here.sort();
+            for path in here {
+                if !found.iter().any(|f| f.file_name() == path.file_name()) {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let host = Path::new(env!("CARGO_MANIFEST_DIR"));
+    host.parent().unwrap_or(host).to_path_buf()
+}
+
+/// The plugin name a file stands for: `libsafepoint_polling.so` is `polling`.
+pub fn name_of_file(path: &Path) -> Option<&str> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("libsafepoint_")?
+        .strip_suffix(".so")
+}
+
+/// Why a plugin could not be loaded or started.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No file for the name in any directory of the search path.
+    #[error(
+        "no plugin named `{name}`: {file} is in none of {}; build the plugins with \
+         `cargo build --release --workspace`, or pass --plugin-path DIR or a path to the .so",
+        display_dirs(searched)
+    )]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The file looked for.
+        file: String,
+        /// The directories searched, in order.
+        searched: Vec<PathBuf>,
+    },
+    /// An explicit path that does not exist.
+    #[error("plugin file {} does not exist", path.display())]
+    NoSuchFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Not an ELF shared library, or one `dlopen` refuses.
+    #[error("{} is not a shared library: {reason}", path.display())]
+    NotSharedLibrary {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A shared library without the plugin's symbols.
+    #[error(
+        "{} is not a safepoint plugin: it does not export `{symbol}`; a plugin calls \
+         `safepoint_abi::export_abi_version!()` and exports a `StrategyModRef` with \
+         `#[export_root_module]`",
+        path.display()
+    )]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+        /// The missing symbol.
+        symbol: String,
+    },
+    /// A plugin built against an incompatible ABI version, or whose types' layout differs.
+    #[error(
+        "ABI mismatch: {} was built against safepoint ABI {plugin}, this host has ABI {host}; \
+         first difference: {first_difference}; rebuild the plugin against this host \
+         (--verbose shows the full layout report)",
+        path.display()
+    )]
+    AbiMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The version the plugin declares.
+        plugin: AbiVersion,
+        /// The host's version.
+        host: AbiVersion,
+        /// The first item whose layout differs, from abi_stable's check.
+        first_difference: String,
+        /// abi_stable's full layout report.
+        details: String,
+    },
+    /// Any other abi_stable loading error.
+    #[error("cannot load {}: {message}", path.display())]
+    Library {
+        /// The file.
+        path: PathBuf,
+        /// abi_stable's message.
+        message: String,
+    },
+    /// The plugin's constructor returned an error.
+    #[error("strategy {plugin} ({}) refused to start: {message}", path.display())]
+    ConstructorFailed {
+        /// The strategy's name.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The error kind it returned.
+        kind: ErrorKind,
+        /// Its message.
+        message: String,
+    },
+    /// Plugin code panicked; the panic was caught at the boundary.
+    #[error("strategy {plugin} ({}) panicked in {entry_point}: {message}", path.display())]
+    Panicked {
+        /// The strategy's name.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The entry point that panicked.
+        entry_point: String,
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// Long detail for `--verbose`: abi_stable's full layout report for an ABI mismatch.
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            LoadError::AbiMismatch { details, .. } => Some(details),
+            _ => None,
+        }
+    }
+}
+
+fn display_dirs(dirs: &[PathBuf]) -> String {
+    let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    format!("[{}]", list.join(", "))
+}
+
+/// A loaded plugin: a strategy that can be instantiated for a runtime.
+#[derive(Clone)]
+pub struct Plugin {
+    path: PathBuf,
+    name: String,
+    description: String,
+    capabilities: Capabilities,
+    abi_version: AbiVersion,
+    module: StrategyModRef,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("capabilities", &self.capabilities)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// The strategy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its one-line description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// What it can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ABI version it was built against.
+    pub fn abi_version(&self) -> AbiVersion {
+        self.abi_version
+    }
+
+    /// Calls the plugin's constructor.
+    pub(crate) fn instantiate(
+        &self,
+        host: HostRef,
+        config: &str,
+    ) -> Result<ActiveStrategy, LoadError> {
+        match (self.module.new())(host, config.into()) {
+            RResult::ROk(object) => Ok(ActiveStrategy {
+                name: self.name.clone(),
+                capabilities: self.capabilities,
+                object,
+            }),
+            RResult::RErr(e) if e.kind == ErrorKind::Panicked => Err(LoadError::Panicked {
+                plugin: self.name.clone(),
+                path: self.path.clone(),
+                entry_point: e.entry_point.into_string(),
+                message: e.message.into_string(),
+            }),
+            RResult::RErr(e) => Err(LoadError::ConstructorFailed {
+                plugin: self.name.clone(),
+                path: self.path.clone(),
+                kind: e.kind,
+                message: e.message.into_string(),
+            }),
+        }
+    }
+}
+
+/// Loads the plugin `spec` (a name or a path) through `search`.
+pub fn load(spec: &str, search: &SearchPath) -> Result<Plugin, LoadError> {
+    load_path(&search.resolve(spec)?)
+}
+
+/// Loads the plugin file at `path`.
+pub fn load_path(path: &Path) -> Result<Plugin, LoadError> {
+    let path = path.to_path_buf();
+    check_elf(&path)?;
+    let exports = dl::probe(&path).map_err(|reason| LoadError::NotSharedLibrary {
+        path: path.clone(),
+        reason,
+    })?;
+    let symbol_missing = |symbol: &str| LoadError::NotAPlugin {
+        path: path.clone(),
+        symbol: symbol.to_owned(),
+    };
+    let Some(version) = exports.abi_version else {
+        let name = String::from_utf8_lossy(safepoint_abi::ABI_VERSION_SYMBOL);
+        return Err(symbol_missing(name.trim_end_matches('\0')));
+    };
+    if !exports.has_root_module {
+        let name = abi_stable::library::ROOT_MODULE_LOADER_NAME;
+        return Err(symbol_missing(name));
+    }
+    let library_error = |e: LibraryError| LoadError::Library {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let header = lib_header_from_path(&path).map_err(library_error)?;
+    let mismatch = |details: String| LoadError::AbiMismatch {
+        path: path.clone(),
+        plugin: version,
+        host: ABI_VERSION,
+        first_difference: first_difference(&details),
+        details,
+    };
+    if !version.is_compatible_with(ABI_VERSION) {
+        // Only the layout check runs, to name the first difference; no plugin code does.
+        let details = match header.ensure_layout::<StrategyModRef>() {
+            Err(LibraryError::AbiInstability(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+            Ok(()) => "the layouts match, but the versions are declared incompatible".to_owned(),
+        };
+        return Err(mismatch(details));
+    }
+    let module = match header.init_root_module::<StrategyModRef>() {
+        Ok(module) => module,
+        Err(LibraryError::AbiInstability(e)) => return Err(mismatch(e.to_string())),
+        Err(e) => return Err(library_error(e)),
+    };
+    Ok(Plugin {
+        name: module.name()().to_string(),
+        description: module.description()().to_string(),
+        capabilities: module.capabilities()(),
+        abi_version: version,
+        module,
+        path,
+    })
+}
+
+fn check_elf(path: &Path) -> Result<(), LoadError> {
+    use std::io::Read;
+    let not_shared = |reason: String| LoadError::NotSharedLibrary {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NoSuchFile {
+            path: path.to_path_buf(),
+        },
+        _ => not_shared(format!("cannot open it: {e}")),
+    })?;
+    let mut magic = [0u8; 4];
+    match file.read_exact(&mut magic) {
+        Ok(()) if magic == *b"\x7fELF" => Ok(()),
+        Ok(()) => Err(not_shared(format!(
+            "it has no ELF header (it starts with {:?})",
+            String::from_utf8_lossy(&magic)
+        ))),
+        Err(_) => Err(not_shared("it is shorter than an ELF header".to_owned())),
+    }
+}
+
+/// The useful part of abi_stable's layout report: its last `Error:` line, with the
+/// `Expected:`/`Found:` values that follow it, e.g.
+/// `mismatched package (expected safepoint-abi, found my-fork-of-safepoint-abi)`.
+fn first_difference(details: &str) -> String {
+    let lines: Vec<&str> = details.lines().map(str::trim).collect();
+    let Some(at) = lines.iter().rposition(|l| l.starts_with("Error:")) else {
+        return lines
+            .iter()
+            .rfind(|l| !l.is_empty())
+            .unwrap_or(&"unknown")
+            .to_string();
+    };
+    let what = lines[at].trim_start_matches("Error:").trim();
+    let value_after = |label: &str| {
+        let i = lines[at..].iter().position(|l| *l == label)?;
+        lines[at + i + 1..].iter().find(|l| !l.is_empty()).copied()
+    };
+    match (value_after("Expected:"), value_after("Found:")) {
+        (Some(expected), Some(found)) => format!("{what} (expected {expected}, found {found})"),
+        _ => what.to_owned(),
+    }
+}

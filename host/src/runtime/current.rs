@@ -1,0 +1,237 @@
+//! The calling thread's M and P, and the goroutine-facing API built on them.
+//!
+//! A goroutine may resume on another thread after any switch, so nothing here may be cached
+//! across one: the accessors are `#[inline(never)]`, which keeps the compiler from hoisting a
+//! thread-local address out of a loop that switches.
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use safepoint_abi::PStatus;
+
+use super::g::{G, GoId, Switch};
+use super::m::M;
+use super::p::{P, poll_bits};
+use super::status::{GStatus, WaitReason, backoff};
+use super::{Shared, sched};
+use crate::safepoint;
+
+thread_local! {
+    static CURRENT_M: RefCell<Option<Arc<M>>> = const { RefCell::new(None) };
+    // Const-initialised and without destructor: readable from a signal handler.
+    static CURRENT_P: Cell<Option<&'static P>> = const { Cell::new(None) };
+}
+
+/// The M of the calling thread, if it is one.
+#[inline(never)]
+pub(crate) fn current_m() -> Option<Arc<M>> {
+    CURRENT_M.with(|m| m.borrow().clone())
+}
+
+/// The P held by the M of the calling thread. Async-signal-safe.
+#[inline(never)]
+pub(crate) fn current_p() -> Option<&'static P> {
+    CURRENT_P.with(Cell::get)
+}
+
+/// The goroutine the calling thread's M runs.
+pub(crate) fn current_g() -> Option<Arc<G>> {
+    current_m()?.curg()
+}
+
+pub(crate) fn enter_m(m: Option<Arc<M>>) {
+    CURRENT_M.with(|cur| *cur.borrow_mut() = m);
+}
+
+pub(crate) fn set_p(p: Option<&'static P>) {
+    CURRENT_P.with(|cur| cur.set(p));
+}
+
+/// Whether the calling code runs on a goroutine.
+pub fn in_goroutine() -> bool {
+    current_g().is_some()
+}
+
+/// The P the calling goroutine runs on. It can change at any safe point; inside a
+/// [`NoPreempt`] region it cannot.
+pub fn current_p_id() -> Option<safepoint_abi::PId> {
+    current_p().map(|p| p.id)
+}
+
+/// The id of the calling goroutine.
+pub fn current_goid() -> Option<GoId> {
+    current_g().map(|g| g.id)
+}
+
+fn expect_goroutine(what: &str) -> (Arc<M>, Arc<G>) {
+    let m = current_m().unwrap_or_else(|| panic!("{what}: not called on a goroutine"));
+    let g = m
+        .curg()
+        .unwrap_or_else(|| panic!("{what}: not called on a goroutine"));
+    assert_eq!(
+        m.locks.load(Ordering::Relaxed),
+        0,
+        "{what}: called in a non-preemptible region"
+    );
+    (m, g)
+}
+
+#[inline(never)]
+fn poll_word_nonzero() -> bool {
+    CURRENT_P.with(|p| {
+        p.get()
+            .is_some_and(|p| p.poll_word.0.load(Ordering::Relaxed) != 0)
+    })
+}
+
+/// A safe point for mutator code: call it at loop back-edges.
+///
+/// The fast path is one relaxed load of the P's poll word and a branch. When a strategy or
+/// the scheduler has armed the word, the slow path serves the barrier (or yields, if
+/// preempted). Inside a [`NoPreempt`] region it does nothing; the region's end polls.
+#[inline]
+pub fn poll() {
+    if poll_word_nonzero() {
+        poll_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn poll_slow() {
+    let Some(m) = current_m() else { return };
+    if m.locks.load(Ordering::Relaxed) > 0 {
+        return;
+    }
+    let Some(p) = current_p() else { return };
+    safepoint::serve(&m.shared, p);
+    if p.poll_word.0.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {
+        p.disarm(poll_bits::PREEMPT);
+        if m.curg().is_some() {
+            drop(m);
+            yield_now();
+        }
+    }
+}
+
+/// Go's `Gosched`: lets other goroutines run, then continues. Outside a goroutine it yields
+/// the OS thread.
+pub fn yield_now() {
+    if current_g().is_none() {
+        std::thread::yield_now();
+        return;
+    }
+    let (m, g) = expect_goroutine("yield_now");
+    drop(m);
+    g.suspender().suspend(Switch::Yield);
+}
+
+/// Go's `gopark`: parks the calling goroutine for `reason`. `unlock` runs on the M once the
+/// goroutine is `Waiting`; it releases whatever lock keeps wakers from seeing the goroutine
+/// in its wait list too early. A waker makes it runnable again with `sched::ready`.
+pub(crate) fn park(reason: WaitReason, unlock: impl FnOnce() + 'static) {
+    let (m, g) = expect_goroutine("park");
+    drop(m);
+    g.suspender()
+        .suspend(Switch::Park(reason, Box::new(unlock)));
+}
+
+/// Parks the calling goroutine for at least `duration`. Outside a goroutine it sleeps the
+/// OS thread.
+pub fn sleep(duration: Duration) {
+    match current_m() {
+        Some(m) if m.curg().is_some() => super::time::sleep(m, duration),
+        _ => std::thread::sleep(duration),
+    }
+}
+
+/// Go's `go f()` from inside a goroutine: starts a goroutine on the same runtime.
+pub fn go(name: &str, f: impl FnOnce() + Send + 'static) -> GoId {
+    let m = current_m().unwrap_or_else(|| panic!("go: not called on a runtime thread"));
+    sched::spawn(&m.shared, name, f)
+}
+
+/// Runs `f`, a blocking call, as Go's `entersyscall`/`exitsyscall` bracket a syscall.
+///
+/// The P goes to `Syscall` for the duration: a barrier runs its function on the P's behalf,
+/// and sysmon hands the P to another M if the call lasts. Outside a goroutine it just calls
+/// `f`.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    if current_g().is_none() {
+        return f();
+    }
+    let (m, g) = expect_goroutine("blocking");
+    let p = current_p().expect("a running goroutine's M holds a P");
+    p.syscall_tick.fetch_add(1, Ordering::Relaxed);
+    sched::park_p(&m.shared, p, PStatus::Syscall);
+    g.cas_status(GStatus::Running, GStatus::Syscall);
+    let result = f();
+    exit_syscall(m, g, p);
+    result
+}
+
+/// Go's `exitsyscall`: takes the P back, or switches out so that the M finds another.
+fn exit_syscall(m: Arc<M>, g: Arc<G>, p: &'static P) {
+    let mut spins = 0;
+    loop {
+        match p.status.cas(PStatus::Syscall, PStatus::Running) {
+            Ok(()) => {
+                sched::wire_p(&m, p);
+                g.cas_status(GStatus::Syscall, GStatus::Running);
+                return;
+            }
+            // A requester runs the barrier's function on our behalf; it gives the P back
+            // as `Syscall` when done.
+            Err(PStatus::GcStop) => backoff(&mut spins),
+            Err(_) => {
+                // Retaken by sysmon: the M looks for another P (`exitsyscall0`).
+                sched::unwire_p(&m);
+                drop(m);
+                g.suspender().suspend(Switch::LostP);
+                return;
+            }
+        }
+    }
+}
+
+/// Go's `acquirem`: a non-preemptible region. Until the guard drops, the goroutine takes
+/// no safe point: `poll()` does nothing, and yielding, parking or blocking panic. The
+/// region's end polls, so a barrier that arrived meanwhile is served then.
+#[must_use = "the region ends when the guard drops"]
+pub struct NoPreempt {
+    m: Option<Arc<M>>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Enters a non-preemptible region; see [`NoPreempt`]. `what` names it in timeout reports.
+pub fn no_preempt(what: &str) -> NoPreempt {
+    let m = current_m();
+    if let Some(m) = &m
+        && m.locks.fetch_add(1, Ordering::Relaxed) == 0
+    {
+        *m.region.lock() = Some(what.to_owned());
+    }
+    NoPreempt {
+        m,
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for NoPreempt {
+    fn drop(&mut self) {
+        if let Some(m) = self.m.take()
+            && m.locks.fetch_sub(1, Ordering::Relaxed) == 1
+        {
+            *m.region.lock() = None;
+            drop(m);
+            poll();
+        }
+    }
+}
+
+pub(crate) fn shared_of_current() -> Option<Arc<Shared>> {
+    current_m().map(|m| Arc::clone(&m.shared))
+}

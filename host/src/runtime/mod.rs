@@ -1,0 +1,314 @@
+//! The M:N runtime: goroutines (G) run on OS threads (M) that hold logical processors (P).
+//!
+//! The scheduler is a small copy of Go's (`proc.go`): per-P run queues and a global one,
+//! work stealing, idle Ps in a list and idle Ms asleep on their own condition variable,
+//! blocking sections that leave their P in `Syscall` for sysmon to retake, and sysmon's
+//! preemption of goroutines that run too long. See `sched.rs` for the M's loop.
+
+mod current;
+mod dump;
+mod g;
+mod m;
+mod p;
+mod sched;
+pub(crate) mod status;
+mod sync;
+mod time;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use safepoint_abi::{PId, PStatus};
+
+pub use current::{
+    NoPreempt, blocking, current_goid, current_p_id, go, in_goroutine, no_preempt, poll, sleep,
+    yield_now,
+};
+pub use g::GoId;
+pub use status::{GStatus, WaitReason};
+pub use sync::{Chan, Sema, WaitGroup};
+
+pub(crate) use current::{current_g, current_p, shared_of_current};
+pub(crate) use g::G;
+pub(crate) use m::M;
+pub(crate) use p::{P, poll_bits};
+pub(crate) use sched::ready;
+
+use crate::plugin::{LoadError, Plugin};
+use crate::safepoint::{ActiveStrategy, InFlight, SafepointConfig, TimeoutReport};
+use sched::Sched;
+use time::Timers;
+
+/// Default size of a goroutine stack.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// State shared by every M of one runtime.
+pub(crate) struct Shared {
+    /// Go's `allp`. Leaked: Ps live as long as the process, so that an M may keep a
+    /// `&'static P` in a thread-local without reference counting on the poll path.
+    pub(crate) ps: &'static [P],
+    pub(crate) sched: Mutex<Sched>,
+    /// Every goroutine not yet dead, for the dump.
+    pub(crate) allgs: Mutex<HashMap<GoId, Arc<G>>>,
+    next_goid: AtomicU64,
+    next_mid: AtomicU32,
+    /// Every M's thread, joined at shutdown.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) all_ms: Mutex<Vec<Arc<M>>>,
+    strategy: RwLock<Option<Arc<ActiveStrategy>>>,
+    pub(crate) worldsema: Sema,
+    pub(crate) timers: Timers,
+    pub(crate) stack_size: usize,
+    pub(crate) safepoint: SafepointConfig,
+    pub(crate) shutting_down: AtomicBool,
+    sysmon_stop: (Mutex<bool>, Condvar),
+    /// The barrier in flight, for sysmon's timeout check.
+    pub(crate) in_flight: Mutex<Option<InFlight>>,
+    pub(crate) last_timeout_report: Mutex<Option<TimeoutReport>>,
+}
+
+impl Shared {
+    pub(crate) fn p(&self, id: PId) -> &'static P {
+        &self.ps[id.index()]
+    }
+
+    /// The active strategy. Panics before `build` installed one.
+    pub(crate) fn strategy(&self) -> Arc<ActiveStrategy> {
+        self.strategy
+            .read()
+            .clone()
+            .expect("no strategy installed in this runtime")
+    }
+
+    pub(crate) fn set_in_flight(&self, in_flight: Option<InFlight>) {
+        *self.in_flight.lock() = in_flight;
+    }
+
+    pub(crate) fn m_by_id(&self, id: safepoint_abi::MId) -> Option<Arc<M>> {
+        self.all_ms.lock().iter().find(|m| m.id == id).cloned()
+    }
+
+    pub(crate) fn g_by_id(&self, id: GoId) -> Option<Arc<G>> {
+        self.allgs.lock().get(&id).cloned()
+    }
+}
+
+/// Builds a [`Runtime`].
+#[derive(Debug)]
+pub struct Builder {
+    procs: usize,
+    stack_size: usize,
+    safepoint: SafepointConfig,
+}
+
+impl Builder {
+    /// The number of Ps, Go's GOMAXPROCS. Default: the number of CPUs.
+    pub fn procs(mut self, procs: usize) -> Builder {
+        self.procs = procs;
+        self
+    }
+
+    /// The size of each goroutine's stack. Default: [`DEFAULT_STACK_SIZE`].
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Report a barrier that has not completed after `timeout` (off by default), then keep
+    /// waiting or abort, as `on_timeout` says.
+    pub fn safepoint_timeout(
+        mut self,
+        timeout: Option<Duration>,
+        on_timeout: crate::safepoint::OnTimeout,
+    ) -> Builder {
+        self.safepoint.timeout = timeout;
+        self.safepoint.on_timeout = on_timeout;
+        self
+    }
+
+    /// Starts the runtime with the strategy of `plugin`, configured by `config`
+    /// (the text after `NAME:` in `--strategy`).
+    pub fn build(self, plugin: &Plugin, config: &str) -> Result<Runtime, LoadError> {
+        assert!(self.procs > 0, "a runtime needs at least one P");
+        let ps: Vec<P> = (0..self.procs).map(|i| P::new(PId(i as u32))).collect();
+        let shared = Arc::new(Shared {
+            ps: Box::leak(ps.into_boxed_slice()),
+            sched: Mutex::new(Sched::default()),
+            allgs: Mutex::new(HashMap::new()),
+            next_goid: AtomicU64::new(1),
+            next_mid: AtomicU32::new(0),
+            threads: Mutex::new(Vec::new()),
+            all_ms: Mutex::new(Vec::new()),
+            strategy: RwLock::new(None),
+            worldsema: Sema::new(1),
+            timers: Timers::default(),
+            stack_size: self.stack_size,
+            safepoint: self.safepoint,
+            shutting_down: AtomicBool::new(false),
+            sysmon_stop: (Mutex::new(false), Condvar::new()),
+            in_flight: Mutex::new(None),
+            last_timeout_report: Mutex::new(None),
+        });
+        let strategy = plugin.instantiate(crate::safepoint::host_ref(&shared), config)?;
+        *shared.strategy.write() = Some(Arc::new(strategy));
+        for p in shared.ps {
+            shared.sched.lock().idle_ps.push(p.id);
+        }
+        time::start_timer_thread(&shared);
+        sched::start_sysmon(&shared);
+        Ok(Runtime { shared })
+    }
+}
+
+/// A running runtime. Dropping it shuts it down: see [`Runtime::shutdown`].
+pub struct Runtime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder {
+            procs: std::thread::available_parallelism().map_or(1, usize::from),
+            stack_size: DEFAULT_STACK_SIZE,
+            safepoint: SafepointConfig::default(),
+        }
+    }
+
+    /// The number of Ps.
+    pub fn procs(&self) -> usize {
+        self.shared.ps.len()
+    }
+
+    /// The name of the active strategy.
+    pub fn strategy_name(&self) -> String {
+        self.shared.strategy().name.clone()
+    }
+
+    /// Go's `go f()`: starts a goroutine named `name`.
+    pub fn spawn(&self, name: &str, f: impl FnOnce() + Send + 'static) -> GoId {
+        sched::spawn(&self.shared, name, f)
+    }
+
+    /// Runs `f` as a goroutine and blocks the calling OS thread until it returns, then
+    /// returns its result. A panic in `f` resumes on the caller.
+    pub fn block_on<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let done = Arc::new((Mutex::new(None), Condvar::new()));
+        let done2 = Arc::clone(&done);
+        self.spawn("main", move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            *done2.0.lock() = Some(result);
+            done2.1.notify_all();
+        });
+        let mut slot = done.0.lock();
+        while slot.is_none() {
+            done.1.wait(&mut slot);
+        }
+        match slot.take().expect("result present") {
+            Ok(r) => r,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// Go's goroutine dump: one entry per live goroutine, `goroutine N [status]:`.
+    pub fn goroutine_dump(&self) -> String {
+        dump::goroutine_dump(&self.shared)
+    }
+
+    /// The status of goroutine `id`, or `None` once it has finished.
+    pub fn goroutine_status(&self, id: GoId) -> Option<GStatus> {
+        self.shared.g_by_id(id).map(|g| g.status.load())
+    }
+
+    /// The status of each P, by index.
+    pub fn p_statuses(&self) -> Vec<PStatus> {
+        self.shared.ps.iter().map(|p| p.status.load()).collect()
+    }
+
+    /// The last safepoint-timeout report, if a barrier ever ran past the timeout.
+    pub fn last_timeout_report(&self) -> Option<TimeoutReport> {
+        self.shared.last_timeout_report.lock().clone()
+    }
+
+    /// The capabilities of the active strategy.
+    pub fn strategy_capabilities(&self) -> safepoint_abi::Capabilities {
+        self.shared.strategy().capabilities
+    }
+
+    /// Counters of the active strategy, for the run summary.
+    pub fn strategy_counters(&self) -> Vec<(String, u64)> {
+        self.shared
+            .strategy()
+            .object
+            .counters()
+            .into_iter()
+            .map(|c| (c.name.into_string(), c.value))
+            .collect()
+    }
+
+    /// Stops the runtime and joins every M.
+    ///
+    /// Goroutines still running must reach a scheduling point (a `poll()` will do: shutdown
+    /// arms every P's preempt bit); goroutines still blocked are abandoned without unwinding,
+    /// as Go does at exit. Then the strategy's `shutdown()` runs.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    fn shutdown_inner(&self) {
+        let shared = &self.shared;
+        if shared.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *shared.sysmon_stop.0.lock() = true;
+        shared.sysmon_stop.1.notify_all();
+        time::stop_timer_thread(shared);
+        sched::wake_all_for_exit(shared);
+        loop {
+            let threads: Vec<_> = std::mem::take(&mut *shared.threads.lock());
+            if threads.is_empty() {
+                break;
+            }
+            for t in threads {
+                // An M that panicked already printed its message; keep shutting down.
+                let _ = t.join();
+            }
+        }
+        if let Some(strategy) = shared.strategy.write().take()
+            && let Err(e) = strategy.object.shutdown().into_result()
+        {
+            eprintln!(
+                "safepoint: strategy {} failed to shut down: {e}",
+                strategy.name
+            );
+        }
+        for p in shared.ps {
+            p.status.store(PStatus::Dead);
+            p.runq.lock().clear();
+        }
+        shared.sched.lock().clear();
+        shared.all_ms.lock().clear();
+        for (_, g) in shared.allgs.lock().drain() {
+            g.abandon_stack();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown_inner();
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("procs", &self.procs())
+            .field("strategy", &self.strategy_name())
+            .finish()
+    }
+}

@@ -1,0 +1,97 @@
+//! P: a logical processor. An M must hold one to run goroutines.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use safepoint_abi::{MId, PId, PStatus};
+
+use super::g::{G, NO_M};
+use super::status::PStatusWord;
+
+/// The poll word's bits. The mutator's `poll()` tests the whole word against zero.
+pub(crate) mod poll_bits {
+    /// A strategy asks the P to call `Strategy::on_poll` at its next safe point.
+    pub(crate) const SAFEPOINT: u32 = 1 << 0;
+    /// The scheduler asks the running goroutine to yield (sysmon, shutdown).
+    pub(crate) const PREEMPT: u32 = 1 << 1;
+}
+
+/// A cache line to itself, so that polling Ps do not share lines.
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+pub(crate) struct P {
+    pub(crate) id: PId,
+    pub(crate) status: PStatusWord,
+    /// The status a requester stopped the P from (`Idle` or `Syscall`), restored on release.
+    stopped_from: AtomicU8,
+    pub(crate) poll_word: CachePadded<AtomicU32>,
+    pub(crate) runq: Mutex<VecDeque<Arc<G>>>,
+    /// The M that holds the P, or `NO_M`.
+    m: AtomicU32,
+    /// Incremented on every blocking section; sysmon retakes a P whose tick stands still.
+    pub(crate) syscall_tick: AtomicU64,
+    /// Incremented on every goroutine switch-in; sysmon preempts a P whose tick stands still.
+    pub(crate) sched_tick: AtomicU64,
+}
+
+impl P {
+    pub(crate) fn new(id: PId) -> P {
+        P {
+            id,
+            status: PStatusWord::new(PStatus::Idle),
+            stopped_from: AtomicU8::new(PStatus::Idle as u8),
+            poll_word: CachePadded(AtomicU32::new(0)),
+            runq: Mutex::new(VecDeque::new()),
+            m: AtomicU32::new(NO_M),
+            syscall_tick: AtomicU64::new(0),
+            sched_tick: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn m(&self) -> Option<MId> {
+        match self.m.load(Ordering::Acquire) {
+            NO_M => None,
+            m => Some(MId(m)),
+        }
+    }
+
+    pub(crate) fn set_m(&self, m: Option<MId>) {
+        self.m.store(m.map_or(NO_M, |m| m.0), Ordering::Release);
+    }
+
+    pub(crate) fn arm(&self, bits: u32) {
+        self.poll_word.0.fetch_or(bits, Ordering::SeqCst);
+    }
+
+    pub(crate) fn disarm(&self, bits: u32) {
+        self.poll_word.0.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    /// Whether a strategy has armed the safe-point bit; sequentially consistent, for the
+    /// parking race (see `safepoint/README.md`).
+    pub(crate) fn safepoint_armed(&self) -> bool {
+        self.poll_word.0.load(Ordering::SeqCst) & poll_bits::SAFEPOINT != 0
+    }
+
+    /// `Host::try_stop_parked_p`: takes an idle or syscall P into `GcStop`.
+    pub(crate) fn try_stop_parked(&self) -> bool {
+        for from in [PStatus::Idle, PStatus::Syscall] {
+            if self.status.cas(from, PStatus::GcStop).is_ok() {
+                self.stopped_from.store(from as u8, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `Host::release_p`: gives a stopped P back in the status it was stopped from. Fails,
+    /// naming the status found, if the P is not stopped.
+    pub(crate) fn release_stopped(&self) -> Result<(), PStatus> {
+        let from =
+            PStatus::from_u8(self.stopped_from.load(Ordering::Relaxed)).unwrap_or(PStatus::Idle);
+        self.status.cas(PStatus::GcStop, from)
+    }
+}

@@ -1,0 +1,288 @@
+//! The safe `for_each_p` wrapper (Go's `forEachP`), the poll's slow path, worldsema, the
+//! host's exactly-once check and the safepoint timeout.
+//!
+//! The protocol, as `README.md` beside this file describes it:
+//!
+#![doc = include_str!("README.md")]
+
+mod host;
+mod timeout;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use safepoint_abi::{Capabilities, PId, PStatus, PluginError, StrategyBox};
+
+use crate::runtime::{GStatus, P, Shared, WaitReason, current_g, current_p, poll_bits};
+use crate::sys;
+
+pub(crate) use host::host_ref;
+use host::{Tally, counted_fn};
+pub(crate) use timeout::{InFlight, SafepointConfig, check_timeout};
+pub use timeout::{LateP, OnTimeout, TIMEOUT_EXIT_STATUS, TimeoutReport};
+
+/// The strategy a runtime uses now.
+pub(crate) struct ActiveStrategy {
+    pub(crate) name: String,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) object: StrategyBox,
+}
+
+/// The poll's slow path and every scheduler transition: if a strategy armed `p`, call its
+/// `on_poll`. The caller is `p`'s M, outside any non-preemptible region.
+pub(crate) fn serve(shared: &Shared, p: &P) {
+    if p.poll_word.0.load(std::sync::atomic::Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
+        return;
+    }
+    let strategy = shared.strategy();
+    if let Err(e) = strategy.object.on_poll(p.id).into_result() {
+        eprintln!(
+            "safepoint: strategy {} failed at a safe point of {}: {e}",
+            strategy.name, p.id
+        );
+    }
+}
+
+/// Evidence that the holder owns worldsema (Go's `semacquire(&worldsema)`): at most one
+/// barrier is in flight. Released on drop.
+#[must_use = "worldsema is released when the guard drops"]
+pub struct WorldGuard {
+    shared: Arc<Shared>,
+    // Not Send (it is released by the goroutine that took it), but Sync.
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
+}
+
+/// Takes worldsema, parking the calling goroutine until it is free.
+///
+/// # Panics
+///
+/// If not called on a goroutine.
+pub fn acquire_world() -> WorldGuard {
+    let shared = crate::runtime::shared_of_current()
+        .filter(|_| current_g().is_some())
+        .expect("acquire_world: not called on a goroutine");
+    shared.worldsema.acquire(WaitReason::StoppingTheWorld);
+    WorldGuard {
+        shared,
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for WorldGuard {
+    fn drop(&mut self) {
+        self.shared.worldsema.release();
+    }
+}
+
+/// What one barrier did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarrierReport {
+    /// Wall time of the strategy's `for_each_p_internal`.
+    pub duration: Duration,
+    /// CPU time the requester's thread spent in it.
+    pub requester_cpu: Duration,
+    /// Ps that `f` ran for.
+    pub ps: u32,
+    /// Ps whose own M ran `f` at a safe point.
+    pub by_themselves: u32,
+    /// Ps the requester ran `f` for, on their behalf (idle, syscall).
+    pub by_requester: u32,
+}
+
+/// Why a barrier failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BarrierError {
+    /// `for_each_p` needs a goroutine to move to `Waiting`.
+    #[error("for_each_p: not called on a goroutine; run it inside Runtime::spawn or block_on")]
+    NotOnGoroutine,
+    /// The strategy returned without running `f` for a P.
+    #[error(
+        "strategy {strategy} broke the for_each_p contract: f did not run for {p} \
+         ({missing} P(s) missed in all)"
+    )]
+    Skipped {
+        /// The strategy's name.
+        strategy: String,
+        /// The first P it missed.
+        p: PId,
+        /// How many it missed.
+        missing: usize,
+    },
+    /// The strategy ran `f` more than once for a P.
+    #[error("strategy {strategy} broke the for_each_p contract: f ran {times} times for {p}")]
+    Repeated {
+        /// The strategy's name.
+        strategy: String,
+        /// The P.
+        p: PId,
+        /// How often `f` ran for it.
+        times: u32,
+    },
+    /// The strategy ran `f` for a P that does not exist.
+    #[error(
+        "strategy {strategy} broke the for_each_p contract: f ran for {p}, which does not exist"
+    )]
+    NoSuchP {
+        /// The strategy's name.
+        strategy: String,
+        /// The P it named.
+        p: PId,
+    },
+    /// The strategy returned an error.
+    #[error("strategy {strategy} failed in for_each_p_internal: {error}")]
+    Strategy {
+        /// The strategy's name.
+        strategy: String,
+        /// What it returned.
+        #[source]
+        error: PluginError,
+    },
+    /// The barrier's function panicked.
+    #[error("the barrier function panicked for {p}: {message}")]
+    FnPanicked {
+        /// The P it ran for.
+        p: PId,
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// Go's `forEachP`: runs `f` once for every P at a safe point of that P, and returns when
+/// all have run. Everything each P wrote before its safe point happens-before the return.
+///
+/// The caller holds worldsema (`world`). On the system stack, the calling goroutine goes to
+/// `Waiting(reason)` for the duration, so that a GC stack scan that waits for it can proceed
+/// (Go change 533455); then it is `Running` again. `f` must not refer to the caller's stack,
+/// hence `'static`.
+///
+/// ```
+/// # use safepoint_host::{plugin, runtime::{Runtime, WaitReason}, safepoint};
+/// # let polling = plugin::load("polling", &plugin::SearchPath::default()).unwrap();
+/// let rt = Runtime::builder().procs(2).build(&polling, "").unwrap();
+/// let report = rt.block_on(|| {
+///     let world = safepoint::acquire_world();
+///     safepoint::for_each_p(&world, WaitReason::GcMarkTermination, |p| {
+///         // flush p's buffers...
+///         let _ = p;
+///     })
+/// });
+/// assert_eq!(report.unwrap().ps, 2);
+/// ```
+///
+/// A closure that borrows the caller's stack is refused:
+///
+/// ```compile_fail
+/// # use safepoint_host::{runtime::WaitReason, safepoint};
+/// let world = safepoint::acquire_world();
+/// let local = vec![1, 2, 3];
+/// safepoint::for_each_p(&world, WaitReason::GcMarkTermination, |_| drop(local.len()));
+/// ```
+#[doc(alias = "forEachP")]
+pub fn for_each_p<F>(
+    world: &WorldGuard,
+    reason: WaitReason,
+    f: F,
+) -> Result<BarrierReport, BarrierError>
+where
+    F: Fn(PId) + Send + Sync + 'static,
+{
+    let g = current_g().ok_or(BarrierError::NotOnGoroutine)?;
+    let shared = Arc::clone(&world.shared);
+    let f: Arc<dyn Fn(PId) + Send + Sync> = Arc::new(f);
+    g.suspender().on_system_stack(move || {
+        g.cas_status(GStatus::Running, GStatus::Waiting(reason));
+        let result = run_barrier(&shared, f);
+        g.cas_status(GStatus::Waiting(reason), GStatus::Running);
+        result
+    })
+}
+
+/// Go's `forEachPInternal`, without the goroutine-status transition: calls the strategy
+/// directly, on the caller's stack, with the caller's goroutine still `Running`.
+///
+/// For tests and demos that reproduce the deadlock `for_each_p` prevents.
+///
+/// # Safety
+///
+/// As Go's `forEachPInternal`: no GC may run while it does, or the caller's goroutine must
+/// already be preemptible. Otherwise a GC worker that waits for the caller's goroutine to
+/// reach a safe point (to scan its stack) deadlocks with the barrier, which waits for the
+/// worker's P. Nothing memory-unsafe follows, but the program hangs.
+#[allow(unsafe_code)]
+#[doc(alias = "forEachPInternal")]
+pub unsafe fn for_each_p_unchecked<F>(
+    world: &WorldGuard,
+    f: F,
+) -> Result<BarrierReport, BarrierError>
+where
+    F: Fn(PId) + Send + Sync + 'static,
+{
+    run_barrier(&world.shared, Arc::new(f))
+}
+
+/// Runs the strategy's barrier and checks the contract.
+fn run_barrier(
+    shared: &Arc<Shared>,
+    f: Arc<dyn Fn(PId) + Send + Sync>,
+) -> Result<BarrierReport, BarrierError> {
+    let strategy = shared.strategy();
+    let live: Vec<bool> = shared
+        .ps
+        .iter()
+        .map(|p| p.status.load() != PStatus::Dead)
+        .collect();
+    let tally = Arc::new(Tally::new(shared.ps.len(), current_p().map(|p| p.id)));
+    let start = Instant::now();
+    let cpu_start = sys::thread_cpu_nanos();
+    shared.set_in_flight(Some(InFlight::new(&strategy.name, &tally, start)));
+    let result = strategy
+        .object
+        .for_each_p_internal(counted_fn(&tally, f))
+        .into_result();
+    shared.set_in_flight(None);
+    let duration = start.elapsed();
+    let requester_cpu = Duration::from_nanos(sys::thread_cpu_nanos().saturating_sub(cpu_start));
+    let name = || strategy.name.clone();
+    result.map_err(|error| BarrierError::Strategy {
+        strategy: name(),
+        error,
+    })?;
+    if let Some(p) = *tally.bad_p.lock() {
+        return Err(BarrierError::NoSuchP {
+            strategy: name(),
+            p,
+        });
+    }
+    let mut missed = shared
+        .ps
+        .iter()
+        .zip(&live)
+        .filter(|(p, live)| **live && tally.count(p.id) == 0)
+        .map(|(p, _)| p.id);
+    if let Some(p) = missed.next() {
+        return Err(BarrierError::Skipped {
+            strategy: name(),
+            p,
+            missing: 1 + missed.count(),
+        });
+    }
+    if let Some(p) = shared.ps.iter().find(|p| tally.count(p.id) > 1) {
+        return Err(BarrierError::Repeated {
+            strategy: name(),
+            p: p.id,
+            times: tally.count(p.id),
+        });
+    }
+    if let Some((p, message)) = tally.panicked.lock().take() {
+        return Err(BarrierError::FnPanicked { p, message });
+    }
+    let load = |c: &std::sync::atomic::AtomicU32| c.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(BarrierReport {
+        duration,
+        requester_cpu,
+        ps: live.iter().filter(|l| **l).count() as u32,
+        by_themselves: load(&tally.by_self),
+        by_requester: load(&tally.by_requester),
+    })
+}

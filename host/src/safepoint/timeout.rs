@@ -1,0 +1,167 @@
+//! The safepoint timeout: HotSpot's `SafepointTimeout`, naming what each late P is doing.
+//!
+//! Sysmon checks the barrier in flight every tick. Once it has run longer than the
+//! configured timeout, sysmon builds a [`TimeoutReport`] for the Ps whose `f` has not run,
+//! prints it on stderr, keeps it for `Runtime::last_timeout_report`, and then reports again
+//! after each further timeout, or exits with status 3 (`OnTimeout::Abort`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use safepoint_abi::{MId, PId, PStatus};
+
+use super::host::Tally;
+use crate::runtime::{GStatus, GoId, Shared};
+
+/// What to do when a barrier runs past the safepoint timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnTimeout {
+    /// Print the report and keep waiting; report again after each further timeout.
+    #[default]
+    Report,
+    /// Print the report and exit the process with status 3.
+    Abort,
+}
+
+/// The process exit status after `OnTimeout::Abort`.
+pub const TIMEOUT_EXIT_STATUS: i32 = 3;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SafepointConfig {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) on_timeout: OnTimeout,
+}
+
+/// The barrier in flight, as sysmon watches it.
+pub(crate) struct InFlight {
+    strategy: String,
+    tally: Arc<Tally>,
+    start: Instant,
+    reports: u32,
+}
+
+impl InFlight {
+    pub(crate) fn new(strategy: &str, tally: &Arc<Tally>, start: Instant) -> InFlight {
+        InFlight {
+            strategy: strategy.to_owned(),
+            tally: Arc::clone(tally),
+            start,
+            reports: 0,
+        }
+    }
+}
+
+/// A P the barrier has not reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LateP {
+    /// The P.
+    pub p: PId,
+    /// Its status.
+    pub status: PStatus,
+    /// The M that holds it, with that thread's OS id.
+    pub m: Option<(MId, i32)>,
+    /// The goroutine that M runs: id, status and name.
+    pub g: Option<(GoId, GStatus, String)>,
+    /// The non-preemptible region that M is in, if any.
+    pub region: Option<String>,
+}
+
+/// What a barrier that ran past the safepoint timeout was waiting for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimeoutReport {
+    /// The strategy running the barrier.
+    pub strategy: String,
+    /// How long the barrier had run.
+    pub elapsed: Duration,
+    /// How many Ps the barrier covers.
+    pub procs: usize,
+    /// The Ps it has not reached.
+    pub late: Vec<LateP>,
+}
+
+impl fmt::Display for TimeoutReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "safepoint timeout: barrier of strategy {} has not completed after {:.3}s; \
+             {} of {} Ps not reached:",
+            self.strategy,
+            self.elapsed.as_secs_f64(),
+            self.late.len(),
+            self.procs
+        )?;
+        for late in &self.late {
+            write!(f, "  {} [{}]", late.p, late.status)?;
+            match late.m {
+                Some((m, tid)) => write!(f, " held by {m} (thread {tid})")?,
+                None => write!(f, " held by no M")?,
+            }
+            if let Some((id, status, name)) = &late.g {
+                write!(
+                    f,
+                    ", running goroutine {} [{}] {name:?}",
+                    id.0,
+                    status.dump_name()
+                )?;
+            }
+            match &late.region {
+                Some(region) => writeln!(f, ", in non-preemptible region: {region}")?,
+                None => writeln!(f)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Called by sysmon every tick.
+pub(crate) fn check_timeout(shared: &Shared) {
+    let Some(timeout) = shared.safepoint.timeout else {
+        return;
+    };
+    let report = {
+        let mut slot = shared.in_flight.lock();
+        let Some(in_flight) = slot.as_mut() else {
+            return;
+        };
+        let elapsed = in_flight.start.elapsed();
+        if elapsed < timeout * (in_flight.reports + 1) {
+            return;
+        }
+        in_flight.reports += 1;
+        build_report(shared, in_flight, elapsed)
+    };
+    eprint!("{report}");
+    *shared.last_timeout_report.lock() = Some(report);
+    if shared.safepoint.on_timeout == OnTimeout::Abort {
+        eprintln!("safepoint: aborting (--on-timeout abort)");
+        std::process::exit(TIMEOUT_EXIT_STATUS);
+    }
+}
+
+fn build_report(shared: &Shared, in_flight: &InFlight, elapsed: Duration) -> TimeoutReport {
+    let late = shared
+        .ps
+        .iter()
+        .filter(|p| in_flight.tally.count(p.id) == 0 && p.status.load() != PStatus::Dead)
+        .map(|p| {
+            let m = p.m().and_then(|id| shared.m_by_id(id));
+            LateP {
+                p: p.id,
+                status: p.status.load(),
+                m: m.as_ref()
+                    .map(|m| (m.id, m.thread.get().map_or(0, |t| t.tid))),
+                g: m.as_ref()
+                    .and_then(|m| m.curg())
+                    .map(|g| (g.id, g.status.load(), g.name.clone())),
+                region: m.as_ref().and_then(|m| m.region.lock().clone()),
+            }
+        })
+        .collect();
+    TimeoutReport {
+        strategy: in_flight.strategy.clone(),
+        elapsed,
+        procs: shared.ps.len(),
+        late,
+    }
+}

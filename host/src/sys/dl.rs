@@ -1,0 +1,39 @@
+//! Raw probing of a shared library, where abi_stable has no answer: whether it loads at all,
+//! and what ABI version it declares, before any of its code runs.
+
+use std::path::Path;
+
+use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+use safepoint_abi::{ABI_VERSION_SYMBOL, AbiVersion, abi_stable};
+
+/// What a shared library exports, as far as the loader cares.
+pub(crate) struct Exports {
+    /// The value of `SAFEPOINT_ABI_VERSION`, if exported.
+    pub(crate) abi_version: Option<AbiVersion>,
+    /// Whether abi_stable's root-module symbol is exported.
+    pub(crate) has_root_module: bool,
+}
+
+/// Opens `path` with `RTLD_NOW | RTLD_LOCAL` and reads its exports. Returns the dynamic
+/// loader's message if it cannot be opened.
+pub(crate) fn probe(path: &Path) -> Result<Exports, String> {
+    // SAFETY: dlopen runs the library's ELF initialisers. We open only files the user named
+    // as plugins (or found in a plugin directory); Rust cdylibs run no initialiser code of
+    // their own. RTLD_LOCAL keeps its symbols out of the global namespace.
+    let lib =
+        unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| e.to_string())?;
+    // SAFETY: the symbol, if present, is the `AbiVersion` static of `export_abi_version!`,
+    // whose layout is frozen across ABI versions; we copy it out before closing the library.
+    let abi_version = unsafe { lib.get::<*const AbiVersion>(ABI_VERSION_SYMBOL) }
+        .ok()
+        // SAFETY: as above: a valid, aligned, immutable `AbiVersion` while `lib` is open.
+        .map(|sym| unsafe { (*sym).read() });
+    let root_name = abi_stable::library::ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes();
+    // SAFETY: we only check that the symbol exists; its value is not used.
+    let has_root_module = unsafe { lib.get::<*const u8>(root_name) }.is_ok();
+    drop(lib);
+    Ok(Exports {
+        abi_version,
+        has_root_module,
+    })
+}

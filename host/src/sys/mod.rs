@@ -1,0 +1,39 @@
+//! Every syscall and raw FFI call of the host, and the coroutine switch.
+//!
+//! The rest of the crate is `#![deny(unsafe_code)]`; each `unsafe` block here says why it is
+//! sound.
+
+mod coroutine;
+pub(crate) mod dl;
+
+pub(crate) use coroutine::{GStack, Resumed, Suspender};
+
+use safepoint_abi::OsThread;
+
+/// The calling thread's kernel id and `pthread_t`.
+pub(crate) fn current_os_thread() -> OsThread {
+    // SAFETY: gettid and pthread_self have no preconditions and cannot fail.
+    let (tid, pthread) = unsafe { (libc::gettid(), libc::pthread_self()) };
+    OsThread { tid, pthread }
+}
+
+fn clock_nanos(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clocks used here exist on every Linux.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    debug_assert_eq!(rc, 0, "clock_gettime({clock}) failed");
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds. Async-signal-safe.
+pub(crate) fn monotonic_nanos() -> u64 {
+    clock_nanos(libc::CLOCK_MONOTONIC)
+}
+
+/// CPU time consumed by the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
+pub(crate) fn thread_cpu_nanos() -> u64 {
+    clock_nanos(libc::CLOCK_THREAD_CPUTIME_ID)
+}

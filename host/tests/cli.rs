@@ -1,0 +1,190 @@
+//! The `safepoint` command, run as a user would: exit status and output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn safepoint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_safepoint"))
+        .args(args)
+        .output()
+        .expect("run the safepoint binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn test_plugin(lib_name: &str) -> String {
+    let exe = std::env::current_exe().expect("test executable");
+    let path: PathBuf = exe
+        .parent()
+        .expect("deps directory")
+        .join(format!("lib{lib_name}.so"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path.display().to_string()
+}
+
+#[track_caller]
+fn assert_fails(out: &Output, stderr_has: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains(stderr_has),
+        "stderr lacks `{stderr_has}`:\n{err}"
+    );
+}
+
+#[test]
+fn run_prints_a_summary_for_every_workload() {
+    for workload in ["poll", "idle", "syscall", "mixed"] {
+        let out = safepoint(&[
+            "run",
+            "--strategy",
+            "polling",
+            "--procs",
+            "3",
+            "--workload",
+            workload,
+            "--barriers",
+            "200",
+        ]);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{workload}: {}\n{stdout}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!(
+                "strategy polling, 3 Ps, workload {workload}: 200 barriers completed"
+            )),
+            "{stdout}"
+        );
+        for field in [
+            "barrier time     p50",
+            "p99",
+            "max",
+            "requester CPU",
+            "by themselves",
+            "by the requester",
+        ] {
+            assert!(
+                stdout.contains(field),
+                "{workload}: summary lacks `{field}`:\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn run_takes_a_strategy_config_after_a_colon() {
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "polling:spin=0",
+        "--procs",
+        "2",
+        "--barriers",
+        "50",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_fails(
+        &safepoint(&["run", "--strategy", "polling:spin=many", "--barriers", "1"]),
+        "refused to start: spin=many: expected a number of rounds from 0 to 20",
+    );
+}
+
+#[test]
+fn list_shows_each_plugin_and_whether_it_loads() {
+    let out = safepoint(&["list"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("polling "), "{stdout}");
+    assert!(stdout.contains("libsafepoint_polling.so"), "{stdout}");
+    assert!(stdout.contains("capabilities: none"), "{stdout}");
+    assert!(stdout.contains("loads: yes"), "{stdout}");
+    assert!(
+        stdout.contains("loads: no: ABI mismatch"),
+        "the skewed test plugin is listed as not loading:\n{stdout}"
+    );
+}
+
+#[test]
+fn list_searches_the_plugin_path_flag_first() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let copy = dir.path().join("libsafepoint_mine.so");
+    std::fs::copy(test_plugin("safepoint_polling"), &copy).expect("copy the polling plugin");
+    let out = safepoint(&[
+        "list",
+        "--plugin-path",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("polling ") && first.ends_with(&copy.display().to_string()),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn errors_exit_with_status_1_and_say_what_to_do() {
+    assert_fails(
+        &safepoint(&["run", "--strategy", "nosuch"]),
+        "no plugin named `nosuch`",
+    );
+    assert_fails(
+        &safepoint(&["run", "--strategy", "polling", "--workload", "bogus"]),
+        "unknown workload `bogus`",
+    );
+    assert_fails(
+        &safepoint(&["run", "--strategy", "polling", "--procs", "0"]),
+        "--procs",
+    );
+    assert_fails(
+        &safepoint(&["run", "--strategy", "polling", "--safepoint-timeout", "10"]),
+        "has no unit",
+    );
+    assert_fails(&safepoint(&["frobnicate"]), "unrecognized subcommand");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let fake = dir.path().join("libsafepoint_fake.so");
+    std::fs::write(&fake, "not a library").expect("write");
+    assert_fails(
+        &safepoint(&["run", "--strategy", fake.to_str().expect("utf-8 path")]),
+        "is not a shared library: it has no ELF header",
+    );
+}
+
+#[test]
+fn a_strategy_that_breaks_the_contract_fails_the_run_naming_the_p() {
+    let misbehave = format!("{}:skip=1", test_plugin("safepoint_test_misbehave"));
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategy",
+            &misbehave,
+            "--procs",
+            "2",
+            "--barriers",
+            "5",
+        ]),
+        "strategy misbehave broke the for_each_p contract: f did not run for P1",
+    );
+}
+
+#[test]
+fn abi_mismatch_is_short_and_verbose_adds_the_layout_report() {
+    let skew = test_plugin("safepoint_test_abi_skew");
+    let short = safepoint(&["run", "--strategy", &skew]);
+    assert_fails(
+        &short,
+        "was built against safepoint ABI 99.0, this host has ABI 1.0; first difference: mismatched package",
+    );
+    let verbose = safepoint(&["--verbose", "run", "--strategy", &skew]);
+    assert_fails(&verbose, "was built against safepoint ABI 99.0");
+    assert!(
+        verbose.stderr.len() > short.stderr.len() + 1000,
+        "--verbose adds abi_stable's full report"
+    );
+}

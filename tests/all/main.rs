@@ -1,0 +1,5 @@
+//! Integration tests, against the real plugins built by the workspace and loaded from disk.
+
+mod barrier;
+mod contract;
+mod loader;
