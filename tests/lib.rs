@@ -30,9 +30,15 @@ pub fn plugin_file(lib_name: &str) -> PathBuf {
     path
 }
 
-/// The shipped polling strategy, found through the default search path.
+/// A shipped strategy, found by name through the default search path.
+pub fn shipped(name: &str) -> Plugin {
+    plugin::load(name, &SearchPath::default())
+        .unwrap_or_else(|e| panic!("load the {name} plugin: {e}"))
+}
+
+/// The shipped polling strategy.
 pub fn polling() -> Plugin {
-    plugin::load("polling", &SearchPath::default()).expect("load the polling plugin")
+    shipped("polling")
 }
 
 /// The test plugin that breaks the contract on request.

@@ -1,5 +1,6 @@
 //! The guarantees of `for_each_p` with the shipped strategies, at 1, 2, 4 and 8 Ps, with
-//! running, idle and syscall Ps mixed.
+//! running, idle and syscall Ps mixed. Every test runs for every strategy listed in
+//! `barrier_tests!` at the end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, GStatus, WaitReason};
 use safepoint_host::safepoint::{self, acquire_world, for_each_p};
 use safepoint_host::workload::work;
-use safepoint_tests::{Kind, Mutators, P_COUNTS, block_on_bounded, mixed_kinds, polling, runtime};
+use safepoint_tests::{Kind, Mutators, P_COUNTS, block_on_bounded, mixed_kinds, runtime, shipped};
 
 const BARRIERS: u64 = 1000;
 
@@ -59,11 +60,6 @@ fn exactly_once(plugin: &Plugin) {
     }
 }
 
-#[test]
-fn polling_runs_f_exactly_once_for_every_p() {
-    exactly_once(&polling());
-}
-
 /// `f` never sees P-local state half-updated: the owner updates a two-word record inside a
 /// non-preemptible region, with a `poll()` in the middle that must not be a safe point.
 fn p_local_state_is_consistent(plugin: &Plugin) {
@@ -110,11 +106,6 @@ fn p_local_state_is_consistent(plugin: &Plugin) {
             "{procs} Ps: f saw a half-updated record"
         );
     }
-}
-
-#[test]
-fn polling_never_shows_f_half_updated_p_local_state() {
-    p_local_state_is_consistent(&polling());
 }
 
 /// Litmus: each P publishes a value and reaches a safe point where `f` (on that P's thread,
@@ -167,18 +158,12 @@ fn barrier_is_a_memory_barrier(plugin: &Plugin) {
     }
 }
 
-#[test]
-fn polling_barrier_is_a_global_memory_barrier() {
-    barrier_is_a_memory_barrier(&polling());
-}
-
 /// Go change 533455: during the barrier the caller's G is `Waiting(reason)`, and the dump
 /// shows it so; afterwards it is `Running` again. The unchecked entry point leaves it
 /// `Running`.
-#[test]
-fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it() {
+fn caller_is_waiting_and_the_dump_shows_it(plugin: &Plugin) {
     for procs in P_COUNTS {
-        let rt = runtime(&polling(), "", procs);
+        let rt = runtime(plugin, "", procs);
         let mutators = Mutators::start(&rt, &mixed_kinds(procs), |_| {});
         let rt2 = Arc::clone(&rt);
         let (me, during, during_unchecked, after) = block_on_bounded(&rt, move || {
@@ -218,3 +203,38 @@ fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it() {
         }
     }
 }
+
+/// One module of tests per strategy: `barrier::polling::runs_f_exactly_once_for_every_p`...
+macro_rules! barrier_tests {
+    ($($strategy:ident),* $(,)?) => {$(
+        mod $strategy {
+            use super::*;
+
+            fn plugin() -> Plugin {
+                shipped(stringify!($strategy))
+            }
+
+            #[test]
+            fn runs_f_exactly_once_for_every_p() {
+                exactly_once(&plugin());
+            }
+
+            #[test]
+            fn never_shows_f_half_updated_p_local_state() {
+                p_local_state_is_consistent(&plugin());
+            }
+
+            #[test]
+            fn acts_as_a_global_memory_barrier() {
+                barrier_is_a_memory_barrier(&plugin());
+            }
+
+            #[test]
+            fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it() {
+                caller_is_waiting_and_the_dump_shows_it(&plugin());
+            }
+        }
+    )*};
+}
+
+barrier_tests!(polling);
