@@ -132,7 +132,11 @@ fn an_abi_mismatch_names_the_file_both_versions_and_the_first_difference() {
         }
     );
     assert_eq!(*host, ABI_VERSION);
-    assert!(!first_difference.is_empty() && details.contains(first_difference.as_str()));
+    assert_eq!(
+        first_difference,
+        "mismatched package (expected safepoint-abi, found safepoint-test-abi-skew)"
+    );
+    assert!(details.contains("Error:mismatched package"), "{details}");
     let msg = err.to_string();
     assert!(
         msg.contains(&format!(
