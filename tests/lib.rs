@@ -99,6 +99,28 @@ pub enum Kind {
     Churner,
 }
 
+impl Kind {
+    /// One turn of the kind's loop; `x` is the running result of a poller's work.
+    pub fn step(self, x: u64) -> u64 {
+        match self {
+            Kind::Poller => return work(x),
+            Kind::Blocker => runtime::blocking(|| std::thread::sleep(Duration::from_micros(30))),
+            Kind::Sleeper => runtime::sleep(Duration::from_micros(50)),
+            Kind::Churner => {
+                let child = WaitGroup::new();
+                child.add(1);
+                let c = child.clone();
+                runtime::go("churn", move || {
+                    runtime::yield_now();
+                    c.done();
+                });
+                child.wait();
+            }
+        }
+        x
+    }
+}
+
 impl Mutators {
     /// Starts one goroutine per entry of `kinds`, each running `body` between its kind's
     /// actions (pass `|_| {}` for none).
@@ -116,23 +138,7 @@ impl Mutators {
             rt.spawn(&format!("{kind:?}"), move || {
                 let mut x = i as u64;
                 while !stop.load(Ordering::Relaxed) {
-                    match kind {
-                        Kind::Poller => x = work(x),
-                        Kind::Blocker => {
-                            runtime::blocking(|| std::thread::sleep(Duration::from_micros(30)))
-                        }
-                        Kind::Sleeper => runtime::sleep(Duration::from_micros(50)),
-                        Kind::Churner => {
-                            let child = WaitGroup::new();
-                            child.add(1);
-                            let c = child.clone();
-                            runtime::go("churn", move || {
-                                runtime::yield_now();
-                                c.done();
-                            });
-                            child.wait();
-                        }
-                    }
+                    x = kind.step(x);
                     body(x);
                     runtime::poll();
                 }
@@ -153,4 +159,24 @@ impl Mutators {
 pub fn mixed_kinds(procs: usize) -> Vec<Kind> {
     let all = [Kind::Poller, Kind::Blocker, Kind::Sleeper, Kind::Churner];
     (0..procs.max(2)).map(|i| all[i % all.len()]).collect()
+}
+
+/// One test module per strategy, each with one `#[test]` per function named: for
+/// `strategies: [polling], tests: [runs_once]` it makes `polling::runs_once`, which calls
+/// `super::runs_once(&shipped("polling"))`.
+#[macro_export]
+macro_rules! strategy_tests {
+    (strategies: [$($strategy:ident),* $(,)?], tests: $tests:tt) => {
+        $($crate::strategy_tests!(@one $strategy $tests);)*
+    };
+    (@one $strategy:ident [$($test:ident),* $(,)?]) => {
+        mod $strategy {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&$crate::shipped(stringify!($strategy)));
+                }
+            )*
+        }
+    };
 }

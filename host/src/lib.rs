@@ -13,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod gc;
 pub mod plugin;
 pub mod runtime;
 pub mod safepoint;

@@ -2,6 +2,8 @@
 //!
 //! Each workload starts mutator goroutines, then one requester goroutine performs `barriers`
 //! barriers back to back (`for_each_p(GcMarkTermination, ...)`), then the mutators stop.
+//! With `gc`, the mutators also record values, allocate and change their roots, and a GC
+//! goroutine runs collection cycles back to back meanwhile (see [`crate::gc`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::gc::{Gc, GcError, Mutator as GcMutator};
 use crate::runtime::{self, Runtime, WaitGroup, WaitReason};
 use crate::safepoint::{self, BarrierError};
 
@@ -74,6 +77,9 @@ impl FromStr for Workload {
 /// x86-64 cores, the density of Go's loop back-edges in allocation-heavy code.
 pub const WORK_ITERATIONS: u32 = 64;
 
+/// With `--gc`, a mutator records a value and allocates once every this many units of work.
+pub const GC_RECORD_EVERY: u64 = 64;
+
 /// One unit of mutator work: a dependent chain of multiply-adds the compiler cannot remove.
 #[inline]
 pub fn work(seed: u64) -> u64 {
@@ -107,6 +113,45 @@ pub struct RunSummary {
     pub work_units: u64,
     /// The strategy's counters at the end.
     pub counters: Vec<(String, u64)>,
+    /// What the GC did, with `--gc`.
+    pub gc: Option<GcSummary>,
+}
+
+/// The GC part of a [`RunSummary`].
+#[derive(Clone, Debug)]
+pub struct GcSummary {
+    /// Cycles completed, each with its invariants checked.
+    pub cycles: u64,
+    /// Values the mutators recorded in write-barrier buffers.
+    pub values_recorded: u64,
+    /// Values that reached the mark queue (all of them, exactly once).
+    pub values_marked: u64,
+    /// `gc_mark_done` barriers (`GC mark termination`), nanoseconds.
+    pub mark_done: Histogram<u64>,
+    /// `gc_mark_termination` barriers (`flushing proc caches`), nanoseconds.
+    pub mark_termination: Histogram<u64>,
+}
+
+/// What to run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// The mutators' workload.
+    pub workload: Workload,
+    /// Barriers the requester performs.
+    pub barriers: u64,
+    /// Run GC cycles back to back meanwhile.
+    pub gc: bool,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A barrier failed.
+    #[error(transparent)]
+    Barrier(#[from] BarrierError),
+    /// The GC found a broken invariant.
+    #[error(transparent)]
+    Gc(#[from] GcError),
 }
 
 fn micros(ns: u64) -> f64 {
@@ -140,6 +185,27 @@ impl fmt::Display for RunSummary {
             self.by_themselves, self.by_requester, self.barriers
         )?;
         writeln!(f, "  mutator work     {} units", self.work_units)?;
+        if let Some(gc) = &self.gc {
+            writeln!(
+                f,
+                "  GC               {} cycles, {} values recorded, {} marked (each once)",
+                gc.cycles, gc.values_recorded, gc.values_marked
+            )?;
+            for (reason, h) in [
+                (WaitReason::GcMarkTermination, &gc.mark_done),
+                (WaitReason::FlushProcCaches, &gc.mark_termination),
+            ] {
+                writeln!(
+                    f,
+                    "    [{reason}]{:pad$} p50 {:.1} µs   p99 {:.1} µs   max {:.1} µs",
+                    "",
+                    micros(h.value_at_quantile(0.5)),
+                    micros(h.value_at_quantile(0.99)),
+                    micros(h.max()),
+                    pad = 22usize.saturating_sub(reason.as_str().len()),
+                )?;
+            }
+        }
         let counters: Vec<String> = self
             .counters
             .iter()
@@ -149,13 +215,23 @@ impl fmt::Display for RunSummary {
     }
 }
 
-/// Runs `workload` on `rt` and performs `barriers` barriers from a goroutine.
-pub fn run(rt: &Runtime, workload: Workload, barriers: u64) -> Result<RunSummary, BarrierError> {
+/// Runs the workload on `rt` and performs the barriers from a goroutine.
+pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
     let procs = rt.procs();
     let stop = Arc::new(AtomicBool::new(false));
     let work_units = Arc::new(AtomicU64::new(0));
     let mutators = WaitGroup::new();
-    start_mutators(rt, workload, &stop, &work_units, &mutators);
+    let gc = options.gc.then(|| Gc::start(rt, procs.div_ceil(4)));
+    start_mutators(
+        rt,
+        options.workload,
+        gc.as_ref(),
+        &stop,
+        &work_units,
+        &mutators,
+    );
+    let gc_run = gc.as_ref().map(|gc| GcRun::start(rt, gc));
+    let barriers = options.barriers;
     let result = rt.block_on(move || -> Result<_, BarrierError> {
         let mut latency = latency_histogram();
         let (mut cpu, mut by_themselves, mut by_requester) = (Duration::ZERO, 0, 0);
@@ -174,13 +250,18 @@ pub fn run(rt: &Runtime, workload: Workload, barriers: u64) -> Result<RunSummary
         }
         Ok((latency, cpu, by_themselves, by_requester))
     });
+    let gc_summary = gc_run.map(GcRun::finish);
     stop.store(true, Ordering::Relaxed);
     mutators.wait();
+    let gc_summary = match (gc, gc_summary) {
+        (Some(gc), Some(summary)) => Some(final_gc_cycle(rt, &gc, summary?)?),
+        _ => None,
+    };
     let (latency, requester_cpu, by_themselves, by_requester) = result?;
     Ok(RunSummary {
         strategy: rt.strategy_name(),
         procs,
-        workload,
+        workload: options.workload,
         barriers,
         latency,
         requester_cpu,
@@ -188,7 +269,88 @@ pub fn run(rt: &Runtime, workload: Workload, barriers: u64) -> Result<RunSummary
         by_requester,
         work_units: work_units.load(Ordering::Relaxed),
         counters: rt.strategy_counters(),
+        gc: gc_summary,
     })
+}
+
+/// GC cycles back to back on their own goroutine, until told to stop.
+struct GcRun {
+    stop: Arc<AtomicBool>,
+    done: WaitGroup,
+    summary: Arc<parking_lot::Mutex<Option<Result<GcSummary, GcError>>>>,
+}
+
+impl GcRun {
+    fn start(rt: &Runtime, gc: &Arc<Gc>) -> GcRun {
+        let run = GcRun {
+            stop: Arc::new(AtomicBool::new(false)),
+            done: WaitGroup::new(),
+            summary: Arc::new(parking_lot::Mutex::new(None)),
+        };
+        let (gc, stop, done, slot) = (
+            Arc::clone(gc),
+            Arc::clone(&run.stop),
+            run.done.clone(),
+            Arc::clone(&run.summary),
+        );
+        done.add(1);
+        rt.spawn("GC", move || {
+            let mut summary = GcSummary {
+                cycles: 0,
+                values_recorded: 0,
+                values_marked: 0,
+                mark_done: latency_histogram(),
+                mark_termination: latency_histogram(),
+            };
+            let result = loop {
+                if stop.load(Ordering::Relaxed) {
+                    break Ok(summary);
+                }
+                match gc.cycle() {
+                    Ok(cycle) => summary.add(&cycle),
+                    Err(e) => break Err(e),
+                }
+            };
+            *slot.lock() = Some(result);
+            done.done();
+        });
+        run
+    }
+
+    fn finish(self) -> Result<GcSummary, GcError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.done.wait();
+        self.summary
+            .lock()
+            .take()
+            .expect("the GC goroutine reports")
+    }
+}
+
+impl GcSummary {
+    fn add(&mut self, cycle: &crate::gc::CycleReport) {
+        self.cycles += 1;
+        self.values_marked += cycle.values_marked;
+        self.mark_done
+            .saturating_record(cycle.mark_done.duration.as_nanos() as u64);
+        self.mark_termination
+            .saturating_record(cycle.mark_termination.duration.as_nanos() as u64);
+    }
+}
+
+/// After the mutators stopped: one more cycle marks everything recorded, then the workers
+/// stop.
+fn final_gc_cycle(
+    rt: &Runtime,
+    gc: &Arc<Gc>,
+    mut summary: GcSummary,
+) -> Result<GcSummary, GcError> {
+    let gc2 = Arc::clone(gc);
+    let cycle = rt.block_on(move || gc2.cycle())?;
+    summary.add(&cycle);
+    summary.values_recorded = gc.values_recorded();
+    gc.stop_workers();
+    Ok(summary)
 }
 
 /// A histogram of nanoseconds from 1 ns to one minute, 3 significant figures.
@@ -206,6 +368,7 @@ enum Mutator {
 fn start_mutators(
     rt: &Runtime,
     workload: Workload,
+    gc: Option<&Arc<Gc>>,
     stop: &Arc<AtomicBool>,
     work_units: &Arc<AtomicU64>,
     wg: &WaitGroup,
@@ -222,6 +385,7 @@ fn start_mutators(
     };
     for (i, kind) in kinds.into_iter().enumerate() {
         let (stop, work_units, wg) = (Arc::clone(stop), Arc::clone(work_units), wg.clone());
+        let gc = gc.cloned();
         wg.add(1);
         let name = match kind {
             Mutator::Poller => "poller",
@@ -229,9 +393,17 @@ fn start_mutators(
             Mutator::Sleeper => "sleeper",
         };
         rt.spawn(name, move || {
+            let gc: Option<GcMutator> = gc.map(|gc| gc.mutator());
             let mut x = i as u64;
             let mut units = 0;
             while !stop.load(Ordering::Relaxed) {
+                if let Some(gc) = &gc {
+                    if units % GC_RECORD_EVERY == 0 {
+                        gc.record();
+                        gc.allocate();
+                    }
+                    gc.update_roots(x);
+                }
                 match kind {
                     Mutator::Poller => {
                         x = work(x);
@@ -245,6 +417,7 @@ fn start_mutators(
                 units += 1;
             }
             std::hint::black_box(x);
+            drop(gc);
             work_units.fetch_add(units, Ordering::Relaxed);
             wg.done();
         });

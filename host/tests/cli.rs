@@ -188,3 +188,93 @@ fn abi_mismatch_is_short_and_verbose_adds_the_layout_report() {
         "--verbose adds abi_stable's full report"
     );
 }
+
+/// The shipped strategies the demos run with.
+const STRATEGIES: &[&str] = &["polling"];
+
+#[test]
+fn run_with_gc_reports_cycles_and_barrier_times_by_wait_reason() {
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "polling",
+        "--gc",
+        "--procs",
+        "3",
+        "--workload",
+        "mixed",
+        "--barriers",
+        "300",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let gc = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("GC "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<u64> = gc
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [cycles, recorded, marked] = numbers[..] else {
+        panic!("{gc}")
+    };
+    assert!(cycles >= 1, "{gc}");
+    assert_eq!(recorded, marked, "every recorded value marked: {gc}");
+    assert!(
+        stdout.contains("[GC mark termination]") && stdout.contains("[flushing proc caches]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_deadlock_demo_completes_through_for_each_p() {
+    for strategy in STRATEGIES {
+        let out = safepoint(&["demo", "deadlock", "--strategy", strategy]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{strategy}: {}", text(&out.stderr));
+        assert!(
+            stdout.starts_with("deadlock demo: 1000 barriers through for_each_p completed"),
+            "{strategy}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_unchecked_deadlock_is_reported_and_exits_with_status_3() {
+    for strategy in STRATEGIES {
+        let out = safepoint(&[
+            "demo",
+            "deadlock",
+            "--strategy",
+            strategy,
+            "--unchecked",
+            "--safepoint-timeout",
+            "500ms",
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{strategy}: {stderr}");
+        let late = stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with('P') && l.contains("held by M"))
+            .unwrap_or_else(|| panic!("{strategy}: no late P in the report:\n{stderr}"));
+        assert!(late.contains("[_Prunning]"), "{late}");
+        assert!(
+            late.contains("[GC worker (active)] \"GC mark worker\""),
+            "{late}"
+        );
+        assert!(
+            late.contains("in non-preemptible region: in suspend_g, scanning goroutine 1"),
+            "{late}"
+        );
+        assert!(stderr.contains("1 of 2 Ps not reached"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_deadlock_demo_needs_two_ps() {
+    assert_fails(
+        &safepoint(&["demo", "deadlock", "--strategy", "polling", "--procs", "1"]),
+        "--procs",
+    );
+}

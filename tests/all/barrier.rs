@@ -1,6 +1,6 @@
 //! The guarantees of `for_each_p` with the shipped strategies, at 1, 2, 4 and 8 Ps, with
 //! running, idle and syscall Ps mixed. Every test runs for every strategy listed in
-//! `barrier_tests!` at the end.
+//! `strategy_tests!` at the end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,7 @@ use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, GStatus, WaitReason};
 use safepoint_host::safepoint::{self, acquire_world, for_each_p};
 use safepoint_host::workload::work;
-use safepoint_tests::{Kind, Mutators, P_COUNTS, block_on_bounded, mixed_kinds, runtime, shipped};
+use safepoint_tests::{Kind, Mutators, P_COUNTS, block_on_bounded, mixed_kinds, runtime};
 
 const BARRIERS: u64 = 1000;
 
@@ -22,7 +22,7 @@ fn per_p(procs: usize) -> Arc<[AtomicU64]> {
 }
 
 /// Contract (1): `f` runs exactly once for every P, barrier after barrier.
-fn exactly_once(plugin: &Plugin) {
+fn runs_f_exactly_once_for_every_p(plugin: &Plugin) {
     for procs in P_COUNTS {
         let rt = runtime(plugin, "", procs);
         let mutators = Mutators::start(&rt, &mixed_kinds(procs), |_| {});
@@ -62,7 +62,7 @@ fn exactly_once(plugin: &Plugin) {
 
 /// `f` never sees P-local state half-updated: the owner updates a two-word record inside a
 /// non-preemptible region, with a `poll()` in the middle that must not be a safe point.
-fn p_local_state_is_consistent(plugin: &Plugin) {
+fn never_shows_f_half_updated_p_local_state(plugin: &Plugin) {
     for procs in P_COUNTS {
         let rt = runtime(plugin, "", procs);
         let first = per_p(procs);
@@ -112,7 +112,7 @@ fn p_local_state_is_consistent(plugin: &Plugin) {
 /// or the requester's for a parked P) records what it saw; after the barrier the requester
 /// must see every `f`'s write and every value `f` saw, with relaxed loads only, so the
 /// ordering can only come from the barrier.
-fn barrier_is_a_memory_barrier(plugin: &Plugin) {
+fn acts_as_a_global_memory_barrier(plugin: &Plugin) {
     for procs in P_COUNTS {
         let rt = runtime(plugin, "", procs);
         let published = per_p(procs);
@@ -161,7 +161,7 @@ fn barrier_is_a_memory_barrier(plugin: &Plugin) {
 /// Go change 533455: during the barrier the caller's G is `Waiting(reason)`, and the dump
 /// shows it so; afterwards it is `Running` again. The unchecked entry point leaves it
 /// `Running`.
-fn caller_is_waiting_and_the_dump_shows_it(plugin: &Plugin) {
+fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it(plugin: &Plugin) {
     for procs in P_COUNTS {
         let rt = runtime(plugin, "", procs);
         let mutators = Mutators::start(&rt, &mixed_kinds(procs), |_| {});
@@ -204,37 +204,12 @@ fn caller_is_waiting_and_the_dump_shows_it(plugin: &Plugin) {
     }
 }
 
-/// One module of tests per strategy: `barrier::polling::runs_f_exactly_once_for_every_p`...
-macro_rules! barrier_tests {
-    ($($strategy:ident),* $(,)?) => {$(
-        mod $strategy {
-            use super::*;
-
-            fn plugin() -> Plugin {
-                shipped(stringify!($strategy))
-            }
-
-            #[test]
-            fn runs_f_exactly_once_for_every_p() {
-                exactly_once(&plugin());
-            }
-
-            #[test]
-            fn never_shows_f_half_updated_p_local_state() {
-                p_local_state_is_consistent(&plugin());
-            }
-
-            #[test]
-            fn acts_as_a_global_memory_barrier() {
-                barrier_is_a_memory_barrier(&plugin());
-            }
-
-            #[test]
-            fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it() {
-                caller_is_waiting_and_the_dump_shows_it(&plugin());
-            }
-        }
-    )*};
-}
-
-barrier_tests!(polling);
+safepoint_tests::strategy_tests!(
+    strategies: [polling],
+    tests: [
+        runs_f_exactly_once_for_every_p,
+        never_shows_f_half_updated_p_local_state,
+        acts_as_a_global_memory_barrier,
+        caller_is_waiting_during_the_barrier_and_the_dump_shows_it,
+    ]
+);

@@ -2,4 +2,6 @@
 
 mod barrier;
 mod contract;
+mod gc;
 mod loader;
+mod timeout;

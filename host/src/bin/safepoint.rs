@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use safepoint_host::gc::{self, DeadlockMode};
 use safepoint_host::plugin::{self, LoadError, SearchPath};
 use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::OnTimeout;
-use safepoint_host::workload::{self, Workload};
+use safepoint_host::workload::{self, RunOptions, Workload};
 
 /// Load safe-point strategy plugins and run Go-style ragged barriers with them.
 #[derive(Parser, Debug)]
@@ -27,6 +28,57 @@ enum Command {
     List(ListArgs),
     /// Start the runtime, run a workload, and perform barriers from a goroutine.
     Run(RunArgs),
+    /// Stage a scenario from the Go runtime's history.
+    #[command(subcommand)]
+    Demo(Demo),
+}
+
+#[derive(Subcommand, Debug)]
+enum Demo {
+    /// The forEachP deadlock of Go change 533455: a mark worker waits in suspend_g for the
+    /// goroutine that calls the barrier. Completes through for_each_p; with --unchecked it
+    /// hangs until the safepoint timeout reports the late P and exits with status 3.
+    Deadlock(DeadlockArgs),
+}
+
+#[derive(Args, Debug)]
+struct DeadlockArgs {
+    /// The strategy: a name or a path, with an optional configuration after a colon.
+    #[arg(long, value_name = "NAME[:CONFIG]|PATH")]
+    strategy: String,
+    /// Call for_each_p_unchecked (Go's forEachPInternal) instead of for_each_p.
+    #[arg(long)]
+    unchecked: bool,
+    /// Number of Ps (at least 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=1024))]
+    procs: u32,
+    /// How many times to stage the scene.
+    #[arg(long, default_value_t = 1000)]
+    iterations: u64,
+    #[command(flatten)]
+    timeout: TimeoutArgs,
+    #[command(flatten)]
+    path: PathArgs,
+}
+
+#[derive(Args, Debug)]
+struct TimeoutArgs {
+    /// Report a barrier that has not completed after this long (e.g. 10s, 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    safepoint_timeout: Option<Duration>,
+    /// What to do after a safepoint-timeout report.
+    #[arg(long, value_enum)]
+    on_timeout: Option<TimeoutAction>,
+}
+
+impl TimeoutArgs {
+    fn or(&self, timeout: Duration, action: TimeoutAction) -> (Option<Duration>, OnTimeout) {
+        let action = match self.on_timeout.unwrap_or(action) {
+            TimeoutAction::Report => OnTimeout::Report,
+            TimeoutAction::Abort => OnTimeout::Abort,
+        };
+        (Some(self.safepoint_timeout.unwrap_or(timeout)), action)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -57,12 +109,11 @@ struct RunArgs {
     /// Number of barriers to perform.
     #[arg(long, default_value_t = 1000)]
     barriers: u64,
-    /// Report a barrier that has not completed after this long (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    safepoint_timeout: Duration,
-    /// What to do after a safepoint-timeout report.
-    #[arg(long, value_enum, default_value_t = TimeoutAction::Report)]
-    on_timeout: TimeoutAction,
+    /// Run GC cycles (mark, gc_mark_done, gc_mark_termination) back to back meanwhile.
+    #[arg(long)]
+    gc: bool,
+    #[command(flatten)]
+    timeout: TimeoutArgs,
     #[command(flatten)]
     path: PathArgs,
 }
@@ -117,6 +168,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::List(args) => list(&args),
         Command::Run(args) => run(&args),
+        Command::Demo(Demo::Deadlock(args)) => deadlock(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,24 +222,66 @@ fn list(args: &ListArgs) -> CliResult {
     Ok(())
 }
 
+/// Loads the strategy `spec` (`NAME[:CONFIG]` or `PATH[:CONFIG]`) and starts a runtime.
+fn start_runtime(
+    spec: &str,
+    path: &PathArgs,
+    procs: u32,
+    (timeout, on_timeout): (Option<Duration>, OnTimeout),
+) -> Result<Runtime, Box<dyn std::error::Error>> {
+    let search = SearchPath::new(&path.plugin_path);
+    let (name, config) = spec.split_once(':').unwrap_or((spec, ""));
+    let plugin = plugin::load(name, &search)?;
+    Ok(Runtime::builder()
+        .procs(procs as usize)
+        .safepoint_timeout(timeout, on_timeout)
+        .build(&plugin, config)?)
+}
+
 fn run(args: &RunArgs) -> CliResult {
-    let search = SearchPath::new(&args.path.plugin_path);
-    let (spec, config) = args
-        .strategy
-        .split_once(':')
-        .unwrap_or((&args.strategy, ""));
-    let plugin = plugin::load(spec, &search)?;
-    let on_timeout = match args.on_timeout {
-        TimeoutAction::Report => OnTimeout::Report,
-        TimeoutAction::Abort => OnTimeout::Abort,
+    let timeout = args
+        .timeout
+        .or(Duration::from_secs(10), TimeoutAction::Report);
+    let rt = start_runtime(&args.strategy, &args.path, args.procs, timeout)?;
+    let options = RunOptions {
+        workload: args.workload,
+        barriers: args.barriers,
+        gc: args.gc,
     };
-    let rt = Runtime::builder()
-        .procs(args.procs as usize)
-        .safepoint_timeout(Some(args.safepoint_timeout), on_timeout)
-        .build(&plugin, config)?;
-    let summary = workload::run(&rt, args.workload, args.barriers)?;
+    let summary = workload::run(&rt, &options)?;
     rt.shutdown();
     print!("{summary}");
+    Ok(())
+}
+
+fn deadlock(args: &DeadlockArgs) -> CliResult {
+    let timeout = args
+        .timeout
+        .or(Duration::from_secs(2), TimeoutAction::Abort);
+    let rt = start_runtime(&args.strategy, &args.path, args.procs, timeout)?;
+    let mode = if args.unchecked {
+        eprintln!(
+            "deadlock demo: calling for_each_p_unchecked while a mark worker waits in suspend_g \
+             for the caller; expect the safepoint timeout to report in {:.1}s",
+            timeout.0.unwrap_or_default().as_secs_f64()
+        );
+        DeadlockMode::Unchecked
+    } else {
+        DeadlockMode::Safe
+    };
+    let completed = gc::demo_deadlock(&rt, mode, args.iterations)?;
+    let entry = if args.unchecked {
+        "for_each_p_unchecked"
+    } else {
+        "for_each_p"
+    };
+    println!(
+        "deadlock demo: {completed} barriers through {entry} completed while a mark worker \
+         scanned the caller (strategy {}, {} Ps)",
+        rt.strategy_name(),
+        rt.procs()
+    );
+    rt.shutdown();
     Ok(())
 }
 

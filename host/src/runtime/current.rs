@@ -110,8 +110,12 @@ fn poll_slow() {
     safepoint::serve(&m.shared, p);
     if p.poll_word.0.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {
         p.disarm(poll_bits::PREEMPT);
-        if m.curg().is_some() {
-            drop(m);
+        let Some(g) = m.curg() else { return };
+        drop(m);
+        if g.scan_requested.load(Ordering::Acquire) {
+            // Go's `preemptPark`: the scanner readies us once it has scanned our stack.
+            park(WaitReason::PreemptedForScan, || {});
+        } else {
             yield_now();
         }
     }
@@ -127,6 +131,23 @@ pub fn yield_now() {
     let (m, g) = expect_goroutine("yield_now");
     drop(m);
     g.suspender().suspend(Switch::Yield);
+}
+
+/// Runs `f` on the M's own stack with the calling goroutine in `Waiting(reason)`, then makes
+/// it `Running` again (Go's `casGToWaitingForGC` around `systemstack`). Meanwhile a GC worker
+/// may scan the goroutine's stack in place. `f` must not switch goroutines.
+pub(crate) fn waiting_on_system_stack<R: Send>(
+    reason: WaitReason,
+    f: impl FnOnce() -> R + Send,
+) -> Option<R> {
+    let g = current_g()?;
+    let suspender = g.suspender();
+    Some(suspender.on_system_stack(move || {
+        g.cas_status(GStatus::Running, GStatus::Waiting(reason));
+        let result = f();
+        g.cas_status(GStatus::Waiting(reason), GStatus::Running);
+        result
+    }))
 }
 
 /// Go's `gopark`: parks the calling goroutine for `reason`. `unlock` runs on the M once the

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 use safepoint_abi::MId;
@@ -43,6 +43,8 @@ pub(crate) struct G {
     suspender: OnceLock<Suspender<Switch>>,
     /// The M running it, or `NO_M`: for the dump and timeout reports.
     pub(crate) m: AtomicU32,
+    /// Go's `preemptStop`: a scanner waits for it to park at its next safe point.
+    pub(crate) scan_requested: AtomicBool,
 }
 
 impl G {
@@ -54,6 +56,7 @@ impl G {
             stack: Mutex::new(None),
             suspender: OnceLock::new(),
             m: AtomicU32::new(NO_M),
+            scan_requested: AtomicBool::new(false),
         }
     }
 

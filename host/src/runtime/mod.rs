@@ -10,6 +10,7 @@ mod dump;
 mod g;
 mod m;
 mod p;
+mod preempt;
 mod sched;
 pub(crate) mod status;
 mod sync;
@@ -32,10 +33,11 @@ pub use g::GoId;
 pub use status::{GStatus, WaitReason};
 pub use sync::{Chan, Sema, WaitGroup};
 
-pub(crate) use current::{current_g, current_p, shared_of_current};
+pub(crate) use current::{current_g, current_p, shared_of_current, waiting_on_system_stack};
 pub(crate) use g::G;
 pub(crate) use m::M;
 pub(crate) use p::{P, poll_bits};
+pub(crate) use preempt::suspend_g;
 pub(crate) use sched::ready;
 
 use crate::plugin::{LoadError, Plugin};
@@ -260,41 +262,52 @@ impl Runtime {
     }
 
     fn shutdown_inner(&self) {
-        let shared = &self.shared;
-        if shared.shutting_down.swap(true, Ordering::SeqCst) {
-            return;
+        let on_own_m = current::current_m().is_some_and(|m| Arc::ptr_eq(&m.shared, &self.shared));
+        if on_own_m {
+            // Dropped by one of its own goroutines: this M cannot join itself. Another thread
+            // waits for every M, this one included once its goroutine returns.
+            let shared = Arc::clone(&self.shared);
+            std::thread::spawn(move || shutdown(&shared));
+        } else {
+            shutdown(&self.shared);
         }
-        *shared.sysmon_stop.0.lock() = true;
-        shared.sysmon_stop.1.notify_all();
-        time::stop_timer_thread(shared);
-        sched::wake_all_for_exit(shared);
-        loop {
-            let threads: Vec<_> = std::mem::take(&mut *shared.threads.lock());
-            if threads.is_empty() {
-                break;
-            }
-            for t in threads {
-                // An M that panicked already printed its message; keep shutting down.
-                let _ = t.join();
-            }
+    }
+}
+
+fn shutdown(shared: &Arc<Shared>) {
+    if shared.shutting_down.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    *shared.sysmon_stop.0.lock() = true;
+    shared.sysmon_stop.1.notify_all();
+    time::stop_timer_thread(shared);
+    sched::wake_all_for_exit(shared);
+    loop {
+        let threads: Vec<_> = std::mem::take(&mut *shared.threads.lock());
+        if threads.is_empty() {
+            break;
         }
-        if let Some(strategy) = shared.strategy.write().take()
-            && let Err(e) = strategy.object.shutdown().into_result()
-        {
-            eprintln!(
-                "safepoint: strategy {} failed to shut down: {e}",
-                strategy.name
-            );
+        for t in threads {
+            // An M that panicked already printed its message; keep shutting down.
+            let _ = t.join();
         }
-        for p in shared.ps {
-            p.status.store(PStatus::Dead);
-            p.runq.lock().clear();
-        }
-        shared.sched.lock().clear();
-        shared.all_ms.lock().clear();
-        for (_, g) in shared.allgs.lock().drain() {
-            g.abandon_stack();
-        }
+    }
+    if let Some(strategy) = shared.strategy.write().take()
+        && let Err(e) = strategy.object.shutdown().into_result()
+    {
+        eprintln!(
+            "safepoint: strategy {} failed to shut down: {e}",
+            strategy.name
+        );
+    }
+    for p in shared.ps {
+        p.status.store(PStatus::Dead);
+        p.runq.lock().clear();
+    }
+    shared.sched.lock().clear();
+    shared.all_ms.lock().clear();
+    for (_, g) in shared.allgs.lock().drain() {
+        g.abandon_stack();
     }
 }
 

@@ -35,6 +35,10 @@ pub(crate) struct P {
     pub(crate) syscall_tick: AtomicU64,
     /// Incremented on every goroutine switch-in; sysmon preempts a P whose tick stands still.
     pub(crate) sched_tick: AtomicU64,
+    /// How often a strategy has armed the safe-point bit, and when it last did
+    /// (monotonic nanoseconds): for timeout reports.
+    pub(crate) pokes: AtomicU64,
+    pub(crate) last_poke_nanos: AtomicU64,
 }
 
 impl P {
@@ -48,6 +52,8 @@ impl P {
             m: AtomicU32::new(NO_M),
             syscall_tick: AtomicU64::new(0),
             sched_tick: AtomicU64::new(0),
+            pokes: AtomicU64::new(0),
+            last_poke_nanos: AtomicU64::new(0),
         }
     }
 
@@ -64,6 +70,14 @@ impl P {
 
     pub(crate) fn arm(&self, bits: u32) {
         self.poll_word.0.fetch_or(bits, Ordering::SeqCst);
+    }
+
+    /// A strategy's request to reach a safe point: arms the bit and counts the poke.
+    pub(crate) fn poke(&self) {
+        self.arm(poll_bits::SAFEPOINT);
+        self.pokes.fetch_add(1, Ordering::Relaxed);
+        self.last_poke_nanos
+            .store(crate::sys::monotonic_nanos(), Ordering::Relaxed);
     }
 
     pub(crate) fn disarm(&self, bits: u32) {

@@ -12,6 +12,7 @@
 //! poll word, and take the P back if a requester armed it meanwhile.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -83,7 +84,12 @@ fn goroutine_panicked(id: GoId, name: &str, payload: &(dyn std::any::Any + Send)
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
-    eprintln!("panic: {msg}\n\n{id} [running]:\n\t{name}\n");
+    // Straight to the stream: `eprintln!` output may be captured (by the test harness) and
+    // lost with the process.
+    let _ = writeln!(
+        std::io::stderr(),
+        "panic: {msg}\n\n{id} [running]:\n\t{name}\n"
+    );
     std::process::abort();
 }
 

@@ -38,10 +38,12 @@ pub enum WaitReason {
     PreemptedForScan,
     /// Waiting on a generic runtime event (tests, demos).
     Event,
+    /// A GC mark worker scanning stacks, on its system stack.
+    GcWorkerActive,
 }
 
 impl WaitReason {
-    const ALL: [WaitReason; 12] = [
+    const ALL: [WaitReason; 13] = [
         WaitReason::Zero,
         WaitReason::ChanReceive,
         WaitReason::ChanSend,
@@ -54,6 +56,7 @@ impl WaitReason {
         WaitReason::GcWorkerIdle,
         WaitReason::PreemptedForScan,
         WaitReason::Event,
+        WaitReason::GcWorkerActive,
     ];
 
     /// Go's string for the reason, as the goroutine dump prints it.
@@ -71,6 +74,7 @@ impl WaitReason {
             WaitReason::GcWorkerIdle => "GC worker (idle)",
             WaitReason::PreemptedForScan => "preempted",
             WaitReason::Event => "event",
+            WaitReason::GcWorkerActive => "GC worker (active)",
         }
     }
 
@@ -223,6 +227,23 @@ impl GStatusWord {
     }
 }
 
+impl GStatusWord {
+    /// Go's `castogscanstatus`: sets the scan bit if the G is in `expected` and no scanner
+    /// holds it. While the bit is set the status cannot change.
+    pub(crate) fn try_begin_scan(&self, expected: GStatus) -> bool {
+        let old = expected.code();
+        self.0
+            .compare_exchange(old, old | SCAN_BIT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Clears the scan bit taken with [`GStatusWord::try_begin_scan`].
+    pub(crate) fn end_scan(&self) {
+        let prev = self.0.fetch_and(!SCAN_BIT, Ordering::Release);
+        debug_assert!(prev & SCAN_BIT != 0, "end_scan without the scan bit");
+    }
+}
+
 /// Spins a little, then yields the thread: for waits known to be short.
 pub(crate) fn backoff(spins: &mut u32) {
     if *spins < 64 {
@@ -314,5 +335,18 @@ mod tests {
     fn wrong_current_state_panics_naming_it() {
         let w = GStatusWord::new(GStatus::Runnable);
         w.cas(1, GStatus::Running, GStatus::Waiting(WaitReason::Sleep));
+    }
+
+    #[test]
+    fn the_scan_bit_excludes_a_second_scanner_and_holds_the_status() {
+        let w = GStatusWord::new(GStatus::Waiting(WaitReason::Sleep));
+        assert!(w.try_begin_scan(GStatus::Waiting(WaitReason::Sleep)));
+        assert!(!w.try_begin_scan(GStatus::Waiting(WaitReason::Sleep)));
+        assert!(w.is_scanning());
+        assert_eq!(w.load(), GStatus::Waiting(WaitReason::Sleep));
+        w.end_scan();
+        assert!(!w.is_scanning());
+        w.cas(1, GStatus::Waiting(WaitReason::Sleep), GStatus::Runnable);
+        assert_eq!(w.load(), GStatus::Runnable);
     }
 }

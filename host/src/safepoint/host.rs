@@ -17,6 +17,7 @@ use safepoint_abi::{
     SafePointFnArc,
 };
 
+use super::BarrierFn;
 use crate::runtime::{P, Shared, current_p, poll_bits};
 use crate::sys;
 
@@ -75,7 +76,7 @@ impl Host for HostHandle {
 
     fn arm_poll(&self, p: PId) {
         if let Some(p) = self.p(p) {
-            p.arm(poll_bits::SAFEPOINT);
+            p.poke();
         }
     }
 
@@ -161,10 +162,10 @@ impl Tally {
 #[derive(Clone)]
 struct CountedFn {
     tally: Arc<Tally>,
-    f: Arc<dyn Fn(PId) + Send + Sync>,
+    f: BarrierFn,
 }
 
-pub(crate) fn counted_fn(tally: &Arc<Tally>, f: Arc<dyn Fn(PId) + Send + Sync>) -> SafePointFnArc {
+pub(crate) fn counted_fn(tally: &Arc<Tally>, f: BarrierFn) -> SafePointFnArc {
     SafePointFn_TO::from_ptr(
         RArc::new(CountedFn {
             tally: Arc::clone(tally),

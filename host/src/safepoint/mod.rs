@@ -14,13 +14,18 @@ use std::time::{Duration, Instant};
 
 use safepoint_abi::{Capabilities, PId, PStatus, PluginError, StrategyBox};
 
-use crate::runtime::{GStatus, P, Shared, WaitReason, current_g, current_p, poll_bits};
+use crate::runtime::{
+    P, Shared, WaitReason, current_g, current_p, poll_bits, waiting_on_system_stack,
+};
 use crate::sys;
 
 pub(crate) use host::host_ref;
 use host::{Tally, counted_fn};
 pub(crate) use timeout::{InFlight, SafepointConfig, check_timeout};
 pub use timeout::{LateP, OnTimeout, TIMEOUT_EXIT_STATUS, TimeoutReport};
+
+/// A barrier's function, shared between the threads that run it for each P.
+pub type BarrierFn = Arc<dyn Fn(PId) + Send + Sync>;
 
 /// The strategy a runtime uses now.
 pub(crate) struct ActiveStrategy {
@@ -187,15 +192,10 @@ pub fn for_each_p<F>(
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
-    let g = current_g().ok_or(BarrierError::NotOnGoroutine)?;
     let shared = Arc::clone(&world.shared);
-    let f: Arc<dyn Fn(PId) + Send + Sync> = Arc::new(f);
-    g.suspender().on_system_stack(move || {
-        g.cas_status(GStatus::Running, GStatus::Waiting(reason));
-        let result = run_barrier(&shared, f);
-        g.cas_status(GStatus::Waiting(reason), GStatus::Running);
-        result
-    })
+    let f: BarrierFn = Arc::new(f);
+    waiting_on_system_stack(reason, move || run_barrier(&shared, f))
+        .ok_or(BarrierError::NotOnGoroutine)?
 }
 
 /// Go's `forEachPInternal`, without the goroutine-status transition: calls the strategy
@@ -222,10 +222,7 @@ where
 }
 
 /// Runs the strategy's barrier and checks the contract.
-fn run_barrier(
-    shared: &Arc<Shared>,
-    f: Arc<dyn Fn(PId) + Send + Sync>,
-) -> Result<BarrierReport, BarrierError> {
+fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, BarrierError> {
     let strategy = shared.strategy();
     let live: Vec<bool> = shared
         .ps
@@ -235,7 +232,7 @@ fn run_barrier(
     let tally = Arc::new(Tally::new(shared.ps.len(), current_p().map(|p| p.id)));
     let start = Instant::now();
     let cpu_start = sys::thread_cpu_nanos();
-    shared.set_in_flight(Some(InFlight::new(&strategy.name, &tally, start)));
+    shared.set_in_flight(Some(InFlight::new(shared, &strategy.name, &tally, start)));
     let result = strategy
         .object
         .for_each_p_internal(counted_fn(&tally, f))

@@ -6,7 +6,9 @@
 //! after each further timeout, or exits with status 3 (`OnTimeout::Abort`).
 
 use std::fmt;
+use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use safepoint_abi::{MId, PId, PStatus};
@@ -38,15 +40,27 @@ pub(crate) struct InFlight {
     strategy: String,
     tally: Arc<Tally>,
     start: Instant,
+    /// Each P's poke count when the barrier started.
+    pokes_before: Vec<u64>,
     reports: u32,
 }
 
 impl InFlight {
-    pub(crate) fn new(strategy: &str, tally: &Arc<Tally>, start: Instant) -> InFlight {
+    pub(crate) fn new(
+        shared: &Shared,
+        strategy: &str,
+        tally: &Arc<Tally>,
+        start: Instant,
+    ) -> InFlight {
         InFlight {
             strategy: strategy.to_owned(),
             tally: Arc::clone(tally),
             start,
+            pokes_before: shared
+                .ps
+                .iter()
+                .map(|p| p.pokes.load(Ordering::Relaxed))
+                .collect(),
             reports: 0,
         }
     }
@@ -65,6 +79,10 @@ pub struct LateP {
     pub g: Option<(GoId, GStatus, String)>,
     /// The non-preemptible region that M is in, if any.
     pub region: Option<String>,
+    /// How often the strategy poked the P during this barrier.
+    pub pokes: u64,
+    /// How long ago the last poke was, if there was one.
+    pub last_poke_ago: Option<Duration>,
 }
 
 /// What a barrier that ran past the safepoint timeout was waiting for.
@@ -105,8 +123,12 @@ impl fmt::Display for TimeoutReport {
                     status.dump_name()
                 )?;
             }
-            match &late.region {
-                Some(region) => writeln!(f, ", in non-preemptible region: {region}")?,
+            if let Some(region) = &late.region {
+                write!(f, ", in non-preemptible region: {region}")?;
+            }
+            write!(f, "; poked {} time(s)", late.pokes)?;
+            match late.last_poke_ago {
+                Some(ago) => writeln!(f, ", last {:.3}s ago", ago.as_secs_f64())?,
                 None => writeln!(f)?,
             }
         }
@@ -131,10 +153,14 @@ pub(crate) fn check_timeout(shared: &Shared) {
         in_flight.reports += 1;
         build_report(shared, in_flight, elapsed)
     };
-    eprint!("{report}");
+    // Straight to the stream, past any output capture: this may be the last word.
+    let _ = write!(std::io::stderr(), "{report}");
     *shared.last_timeout_report.lock() = Some(report);
     if shared.safepoint.on_timeout == OnTimeout::Abort {
-        eprintln!("safepoint: aborting (--on-timeout abort)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "safepoint: aborting (--on-timeout abort)"
+        );
         std::process::exit(TIMEOUT_EXIT_STATUS);
     }
 }
@@ -146,6 +172,8 @@ fn build_report(shared: &Shared, in_flight: &InFlight, elapsed: Duration) -> Tim
         .filter(|p| in_flight.tally.count(p.id) == 0 && p.status.load() != PStatus::Dead)
         .map(|p| {
             let m = p.m().and_then(|id| shared.m_by_id(id));
+            let pokes = p.pokes.load(Ordering::Relaxed) - in_flight.pokes_before[p.id.index()];
+            let last_poke = p.last_poke_nanos.load(Ordering::Relaxed);
             LateP {
                 p: p.id,
                 status: p.status.load(),
@@ -155,6 +183,10 @@ fn build_report(shared: &Shared, in_flight: &InFlight, elapsed: Duration) -> Tim
                     .and_then(|m| m.curg())
                     .map(|g| (g.id, g.status.load(), g.name.clone())),
                 region: m.as_ref().and_then(|m| m.region.lock().clone()),
+                pokes,
+                last_poke_ago: (pokes > 0).then(|| {
+                    Duration::from_nanos(crate::sys::monotonic_nanos().saturating_sub(last_poke))
+                }),
             }
         })
         .collect();

@@ -8,6 +8,7 @@
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use abi_stable::export_root_module;
 use abi_stable::prefix_type::PrefixTypeTrait;
@@ -54,6 +55,10 @@ extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, Plugi
 
 /// Spin rounds before the requester starts yielding its thread. Round `i` spins `2^i` times.
 const DEFAULT_SPIN_ROUNDS: u32 = 6;
+/// `sched_yield` rounds after spinning, before the requester sleeps.
+const YIELD_ROUNDS: u32 = 4;
+/// The first sleep; each further one doubles, up to 32 times this.
+const MIN_SLEEP_MICROS: u64 = 2;
 
 #[repr(align(128))]
 struct Padded<T>(T);
@@ -69,6 +74,7 @@ struct Polling {
     spin_rounds: u32,
     barriers: AtomicU64,
     requester_yields: AtomicU64,
+    requester_sleeps: AtomicU64,
 }
 
 impl Polling {
@@ -103,6 +109,7 @@ impl Polling {
             spin_rounds,
             barriers: AtomicU64::new(0),
             requester_yields: AtomicU64::new(0),
+            requester_sleeps: AtomicU64::new(0),
         })
     }
 
@@ -121,6 +128,8 @@ impl Polling {
         self.remaining.0.fetch_sub(1, Ordering::Release);
     }
 
+    /// Spins, then yields, then sleeps in growing steps: when Ps outnumber cores, the late
+    /// P's M needs this CPU, and `sched_yield` alone does not hand it over under CFS.
     fn wait_for_acks(&self) {
         let mut round = 0u32;
         while self.remaining.0.load(Ordering::Acquire) != 0 {
@@ -128,12 +137,15 @@ impl Polling {
                 for _ in 0..(1u32 << round) {
                     std::hint::spin_loop();
                 }
-                round += 1;
-            } else {
-                // Past the spin budget the late P's M may need this CPU (more Ps than cores).
+            } else if round < self.spin_rounds + YIELD_ROUNDS {
                 std::thread::yield_now();
                 self.requester_yields.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let step = (round - self.spin_rounds - YIELD_ROUNDS).min(5);
+                std::thread::sleep(Duration::from_micros(MIN_SLEEP_MICROS << step));
+                self.requester_sleeps.fetch_add(1, Ordering::Relaxed);
             }
+            round += 1;
         }
     }
 }
@@ -182,6 +194,11 @@ impl Strategy for Polling {
                 let f = self.f.read().expect("f lock poisoned").clone();
                 let f = f.expect("a claimed P has a barrier function");
                 self.run_claimed(p, &f);
+                if self.remaining.0.load(Ordering::Relaxed) != 0 {
+                    // Others are late: with more Ps than cores, they may be waiting for a
+                    // CPU that this thread would otherwise keep for its time slice.
+                    std::thread::yield_now();
+                }
             }
             Ok(())
         })
@@ -203,6 +220,7 @@ impl Strategy for Polling {
         RVec::from(vec![
             counter("barriers", &self.barriers),
             counter("requester yields", &self.requester_yields),
+            counter("requester sleeps", &self.requester_sleeps),
         ])
     }
 

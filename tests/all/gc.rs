@@ -1,0 +1,129 @@
+//! The GC workload (Go's concurrent mark with its two `forEachP` call sites) and the
+//! deadlock that the host's wrapper prevents, for every strategy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use safepoint_host::gc::{DeadlockMode, Gc, demo_deadlock};
+use safepoint_host::plugin::Plugin;
+use safepoint_host::runtime::{self, Runtime, WaitGroup};
+use safepoint_host::workload::work;
+use safepoint_tests::{Kind, Mutators, block_on_bounded, runtime};
+
+const CYCLES: u64 = 1000;
+/// More Ps than the CI machine's 2 cores: oversubscribed.
+const PROCS: usize = 4;
+
+/// Mutator goroutines that record values, allocate and change their roots, each also doing
+/// what its kind does (polling, blocking, sleeping, spawning short-lived goroutines).
+fn start_gc_mutators(rt: &Runtime, gc: &Arc<Gc>, kinds: &[Kind]) -> (Arc<AtomicBool>, WaitGroup) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = WaitGroup::new();
+    for (i, &kind) in kinds.iter().enumerate() {
+        let (gc, stop, done) = (Arc::clone(gc), Arc::clone(&stop), done.clone());
+        done.add(1);
+        rt.spawn("GC mutator", move || {
+            let mutator = gc.mutator();
+            let mut x = i as u64;
+            while !stop.load(Ordering::Relaxed) {
+                mutator.record();
+                mutator.allocate();
+                x = kind.step(work(x));
+                mutator.update_roots(x);
+                runtime::poll();
+            }
+            done.done();
+        });
+    }
+    (stop, done)
+}
+
+fn gc_cycles_lose_nothing_and_mark_nothing_twice(plugin: &Plugin) {
+    // Two Ps keep 1,000 cycles within seconds; the oversubscribed case (more Ps than cores,
+    // where a late P waits for a CPU) is covered by the barrier tests at 4 and 8 Ps.
+    let rt = runtime(plugin, "", 2);
+    let gc = Gc::start(&rt, 2);
+    let kinds = [
+        Kind::Poller,
+        Kind::Blocker,
+        Kind::Sleeper,
+        Kind::Churner,
+        Kind::Poller,
+    ];
+    let (stop, mutators) = start_gc_mutators(&rt, &gc, &kinds);
+    let churn = Mutators::start(&rt, &[Kind::Churner], |_| {});
+    let gc2 = Arc::clone(&gc);
+    let marked = block_on_bounded(&rt, move || {
+        let mut marked = 0;
+        for _ in 0..CYCLES {
+            let report = gc2.cycle().unwrap_or_else(|e| panic!("{e}"));
+            assert!(report.stacks_scanned >= kinds.len() as u64, "{report:?}");
+            marked += report.values_marked;
+        }
+        marked
+    });
+    stop.store(true, Ordering::Relaxed);
+    mutators.wait();
+    churn.stop();
+    let gc2 = Arc::clone(&gc);
+    let last = block_on_bounded(&rt, move || gc2.cycle().unwrap_or_else(|e| panic!("{e}")));
+    gc.stop_workers();
+    assert_eq!(gc.cycles(), CYCLES + 1);
+    let recorded = gc.values_recorded();
+    assert!(recorded > 0);
+    assert_eq!(
+        marked + last.values_marked,
+        recorded,
+        "every recorded value is marked exactly once"
+    );
+}
+
+/// During `gc_mark_done`, the dump shows the GC goroutine as `[GC mark termination]`.
+fn dump_shows_the_gc_goroutine_in_mark_termination(plugin: &Plugin) {
+    let rt = runtime(plugin, "", PROCS);
+    let gc = Gc::start(&rt, 1);
+    let dumps = Arc::new(Mutex::new(Vec::new()));
+    let (rt2, d) = (Arc::clone(&rt), Arc::clone(&dumps));
+    gc.observe_mark_done(move |_| d.lock().push(rt2.goroutine_dump()));
+    let (stop, mutators) = start_gc_mutators(&rt, &gc, &[Kind::Poller, Kind::Sleeper]);
+    let gc2 = Arc::clone(&gc);
+    let driver = block_on_bounded(&rt, move || {
+        gc2.cycle().unwrap_or_else(|e| panic!("{e}"));
+        runtime::current_goid().expect("on a goroutine")
+    });
+    stop.store(true, Ordering::Relaxed);
+    mutators.wait();
+    gc.stop_workers();
+    let dumps = dumps.lock();
+    assert_eq!(dumps.len(), PROCS, "one observation per P");
+    let header = format!("goroutine {} [GC mark termination]:", driver.0);
+    for dump in dumps.iter() {
+        assert!(dump.contains(&header), "dump lacks `{header}`:\n{dump}");
+    }
+}
+
+fn deadlock_demo_completes_through_for_each_p(plugin: &Plugin) {
+    for procs in [2, 4] {
+        let rt = runtime(plugin, "", procs);
+        let rt2 = Arc::clone(&rt);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ =
+                tx.send(demo_deadlock(&rt2, DeadlockMode::Safe, 1000).map_err(|e| e.to_string()));
+        });
+        let completed = rx
+            .recv_timeout(safepoint_tests::WATCHDOG)
+            .unwrap_or_else(|_| panic!("the safe demo hung:\n{}", rt.goroutine_dump()));
+        assert_eq!(completed, Ok(1000));
+    }
+}
+
+safepoint_tests::strategy_tests!(
+    strategies: [polling],
+    tests: [
+        gc_cycles_lose_nothing_and_mark_nothing_twice,
+        dump_shows_the_gc_goroutine_in_mark_termination,
+        deadlock_demo_completes_through_for_each_p,
+    ]
+);

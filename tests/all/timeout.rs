@@ -1,0 +1,73 @@
+//! The safepoint timeout names the late P: here a goroutine that never polls, which the
+//! polling strategy cannot reach.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use safepoint_abi::PStatus;
+use safepoint_host::runtime::{self, GStatus, Runtime, WaitReason};
+use safepoint_host::safepoint::{OnTimeout, TimeoutReport, acquire_world, for_each_p};
+use safepoint_tests::{block_on_bounded, polling};
+
+#[test]
+fn a_timeout_report_names_the_p_that_never_polls() {
+    let rt = Arc::new(
+        Runtime::builder()
+            .procs(2)
+            .safepoint_timeout(Some(Duration::from_millis(200)), OnTimeout::Report)
+            .build(&polling(), "")
+            .expect("runtime"),
+    );
+    const NOT_YET: u32 = u32::MAX;
+    let spinner_p = Arc::new(AtomicU32::new(NOT_YET));
+    let seen: Arc<Mutex<Option<TimeoutReport>>> = Arc::new(Mutex::new(None));
+    let (rt2, p, report) = (Arc::clone(&rt), Arc::clone(&spinner_p), Arc::clone(&seen));
+    let spinner = rt.spawn("nopoll spinner", move || {
+        p.store(
+            runtime::current_p_id().expect("on a P").0,
+            Ordering::Release,
+        );
+        // No poll() here: only the runtime's report ends the loop.
+        loop {
+            if let Some(r) = rt2.last_timeout_report() {
+                *report.lock() = Some(r);
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    });
+    block_on_bounded(&rt, move || {
+        while spinner_p.load(Ordering::Acquire) == NOT_YET {
+            runtime::yield_now();
+        }
+        let world = acquire_world();
+        for_each_p(&world, WaitReason::GcMarkTermination, |_| {})
+            .expect("completes once the spinner stops")
+    });
+    let report = seen.lock().take().expect("the spinner saw a report");
+    assert_eq!(report.strategy, "polling");
+    assert!(report.elapsed >= Duration::from_millis(200), "{report:?}");
+    let [late] = report.late.as_slice() else {
+        panic!("exactly one late P expected:\n{report}");
+    };
+    assert_eq!(late.status, PStatus::Running);
+    let (g, status, name) = late.g.clone().expect("the late P runs a goroutine");
+    assert_eq!(
+        (g, status, name.as_str()),
+        (spinner, GStatus::Running, "nopoll spinner")
+    );
+    assert!(late.m.is_some_and(|(_, tid)| tid > 0), "{late:?}");
+    assert_eq!(late.pokes, 1, "polling arms once per barrier");
+    assert!(late.last_poke_ago.is_some());
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!("{} [_Prunning] held by M", late.p)),
+        "{text}"
+    );
+    assert!(
+        text.contains("running goroutine") && text.contains("\"nopoll spinner\""),
+        "{text}"
+    );
+}
