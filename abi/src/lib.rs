@@ -17,10 +17,11 @@
 //!
 //! Every plugin exports [`ABI_VERSION`] under the symbol [`ABI_VERSION_SYMBOL`] with
 //! [`export_abi_version!`]. The loader reads that symbol before it runs any code of the
-//! plugin and refuses a plugin whose major version differs. abi_stable then checks the
-//! layout of every type reachable from the root module. Adding a method after a
-//! `last_prefix_field` (root module, [`Strategy`], [`Host`]) is a minor change; anything else
-//! is a major one.
+//! plugin and refuses a plugin of another version. abi_stable then checks the layout of
+//! every type reachable from the root module, as if the plugin were at least as new as the
+//! host: a method added to [`Host`] (a vtable the host builds and the plugin calls) makes a
+//! plugin built before it fail that check, so such a change needs a new version and
+//! rebuilt plugins.
 //!
 //! # Errors and panics
 //!
@@ -53,9 +54,11 @@ pub struct AbiVersion {
 }
 
 impl AbiVersion {
-    /// Whether a plugin built against `self` can be loaded by a host of `host`.
+    /// Whether a plugin built against `self` can be loaded by a host of `host`. Until the
+    /// ABI has been extended once in a compatible way, and the extension tested against a
+    /// plugin of the previous version, this is an exact match.
     pub fn is_compatible_with(self, host: AbiVersion) -> bool {
-        self.major == host.major
+        self == host
     }
 }
 
@@ -373,8 +376,15 @@ pub trait Host: Send + Sync + Clone {
     fn now_nanos(&self) -> u64;
 
     /// Writes a line to the host's log.
-    #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
+
+    /// For a signal handler: whether the code it interrupted on this thread is at an
+    /// asynchronous safe point (Go's `isAsyncSafePoint`): goroutine code on an M that holds
+    /// a running P, outside any non-preemptible region, holding no runtime lock. If so, the
+    /// P may take part in a barrier from the handler; if not, it must be left to its next
+    /// `poll()`. Async-signal-safe.
+    #[sabi(last_prefix_field)]
+    fn at_async_safe_point(&self) -> bool;
 }
 
 /// The host handle a strategy keeps.

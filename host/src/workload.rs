@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use safepoint_abi::Capabilities;
 
 use crate::gc::{Gc, GcError, Mutator as GcMutator};
+use crate::runtime::lock::Mutex;
 use crate::runtime::{self, Runtime, WaitGroup, WaitReason};
 use crate::safepoint::{self, BarrierError};
 
@@ -28,15 +30,19 @@ pub enum Workload {
     Syscall,
     /// All of these at once: polling, blocking, and sleeping goroutines (idle Ps).
     Mixed,
+    /// Every other P runs a goroutine that computes in a loop and never polls: only a
+    /// strategy that reaches Ps that never poll (asynchronous preemption) can run it.
+    NoPoll,
 }
 
 impl Workload {
     /// Every workload, in the order the CLI lists them.
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 5] = [
         Workload::Poll,
         Workload::Idle,
         Workload::Syscall,
         Workload::Mixed,
+        Workload::NoPoll,
     ];
 
     /// The name `--workload` takes.
@@ -46,6 +52,15 @@ impl Workload {
             Workload::Idle => "idle",
             Workload::Syscall => "syscall",
             Workload::Mixed => "mixed",
+            Workload::NoPoll => "nopoll",
+        }
+    }
+
+    /// What a strategy must be able to do to run this workload.
+    pub fn needs(self) -> Capabilities {
+        match self {
+            Workload::NoPoll => Capabilities::REACHES_NON_POLLING_PS,
+            _ => Capabilities::NONE,
         }
     }
 }
@@ -152,6 +167,21 @@ pub enum RunError {
     /// The GC found a broken invariant.
     #[error(transparent)]
     Gc(#[from] GcError),
+    /// The strategy cannot run the workload: it would never complete a barrier.
+    #[error(
+        "strategy {strategy} cannot run workload {workload}: it needs the capability {needs}, \
+         which the strategy lacks (it has: {has}); pick a strategy that has it (see `safepoint list`)"
+    )]
+    Unsupported {
+        /// The strategy.
+        strategy: String,
+        /// The workload.
+        workload: Workload,
+        /// What the workload needs.
+        needs: Capabilities,
+        /// What the strategy has.
+        has: Capabilities,
+    },
 }
 
 fn micros(ns: u64) -> f64 {
@@ -217,6 +247,16 @@ impl fmt::Display for RunSummary {
 
 /// Runs the workload on `rt` and performs the barriers from a goroutine.
 pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
+    let has = rt.strategy_capabilities();
+    let needs = options.workload.needs();
+    if !has.contains(needs) {
+        return Err(RunError::Unsupported {
+            strategy: rt.strategy_name(),
+            workload: options.workload,
+            needs,
+            has,
+        });
+    }
     let procs = rt.procs();
     let stop = Arc::new(AtomicBool::new(false));
     let work_units = Arc::new(AtomicU64::new(0));
@@ -277,7 +317,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
 struct GcRun {
     stop: Arc<AtomicBool>,
     done: WaitGroup,
-    summary: Arc<parking_lot::Mutex<Option<Result<GcSummary, GcError>>>>,
+    summary: Arc<Mutex<Option<Result<GcSummary, GcError>>>>,
 }
 
 impl GcRun {
@@ -285,7 +325,7 @@ impl GcRun {
         let run = GcRun {
             stop: Arc::new(AtomicBool::new(false)),
             done: WaitGroup::new(),
-            summary: Arc::new(parking_lot::Mutex::new(None)),
+            summary: Arc::new(Mutex::new(None)),
         };
         let (gc, stop, done, slot) = (
             Arc::clone(gc),
@@ -363,6 +403,8 @@ enum Mutator {
     Poller,
     Blocker,
     Sleeper,
+    /// Computes without ever polling.
+    Spinner,
 }
 
 fn start_mutators(
@@ -382,6 +424,7 @@ fn start_mutators(
         Workload::Mixed => (0..others)
             .map(|i| [Mutator::Poller, Mutator::Blocker, Mutator::Sleeper][i % 3])
             .collect(),
+        Workload::NoPoll => vec![Mutator::Spinner; others],
     };
     for (i, kind) in kinds.into_iter().enumerate() {
         let (stop, work_units, wg) = (Arc::clone(stop), Arc::clone(work_units), wg.clone());
@@ -391,7 +434,10 @@ fn start_mutators(
             Mutator::Poller => "poller",
             Mutator::Blocker => "blocker",
             Mutator::Sleeper => "sleeper",
+            Mutator::Spinner => "nopoll spinner",
         };
+        // A spinner takes no safe point at all, so not even the write barrier's.
+        let gc = gc.filter(|_| !matches!(kind, Mutator::Spinner));
         rt.spawn(name, move || {
             let gc: Option<GcMutator> = gc.map(|gc| gc.mutator());
             let mut x = i as u64;
@@ -413,6 +459,7 @@ fn start_mutators(
                         runtime::blocking(|| std::thread::sleep(Duration::from_micros(50)));
                     }
                     Mutator::Sleeper => runtime::sleep(Duration::from_micros(100)),
+                    Mutator::Spinner => x = work(x),
                 }
                 units += 1;
             }

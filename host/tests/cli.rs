@@ -177,10 +177,12 @@ fn a_strategy_that_breaks_the_contract_fails_the_run_naming_the_p() {
 fn abi_mismatch_is_short_and_verbose_adds_the_layout_report() {
     let skew = test_plugin("safepoint_test_abi_skew");
     let short = safepoint(&["run", "--strategy", &skew]);
-    assert_fails(
-        &short,
-        "was built against safepoint ABI 99.0, this host has ABI 1.0; first difference: mismatched package",
+    let expected = format!(
+        "was built against safepoint ABI 99.0, this host has ABI {}; first difference: \
+         mismatched package",
+        safepoint_abi::ABI_VERSION
     );
+    assert_fails(&short, &expected);
     let verbose = safepoint(&["--verbose", "run", "--strategy", &skew]);
     assert_fails(&verbose, "was built against safepoint ABI 99.0");
     assert!(
@@ -269,6 +271,22 @@ fn the_unchecked_deadlock_is_reported_and_exits_with_status_3() {
         );
         assert!(stderr.contains("1 of 2 Ps not reached"), "{stderr}");
     }
+}
+
+#[test]
+fn a_strategy_that_cannot_reach_non_polling_ps_refuses_nopoll_up_front() {
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategy",
+            "polling",
+            "--workload",
+            "nopoll",
+            "--barriers",
+            "10",
+        ]),
+        "strategy polling cannot run workload nopoll: it needs the capability reaches-non-polling-ps",
+    );
 }
 
 #[test]

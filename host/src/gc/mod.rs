@@ -23,7 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use crate::runtime::lock::Mutex;
 use safepoint_abi::PId;
 
 pub use deadlock::{DeadlockMode, DemoError, demo_deadlock};

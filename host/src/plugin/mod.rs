@@ -58,7 +58,14 @@ impl SearchPath {
         let target = option_env!("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace_root().join("target"));
-        for profile in ["release", "debug"] {
+        // The profile this host was built with first: a stale build of the other profile
+        // must not shadow the plugins built beside it.
+        let profiles = if cfg!(debug_assertions) {
+            ["debug", "release"]
+        } else {
+            ["release", "debug"]
+        };
+        for profile in profiles {
             dirs.push(target.join(profile).join("deps"));
             dirs.push(target.join(profile));
         }

@@ -21,8 +21,55 @@ use crate::safepoint;
 
 thread_local! {
     static CURRENT_M: RefCell<Option<Arc<M>>> = const { RefCell::new(None) };
-    // Const-initialised and without destructor: readable from a signal handler.
+    // The rest are const-initialised and without destructor: readable from a signal handler.
     static CURRENT_P: Cell<Option<&'static P>> = const { Cell::new(None) };
+    /// Go's `m.locks`: the depth of non-preemptible regions. An M is one thread, so its
+    /// count is thread-local.
+    static LOCKS: Cell<u32> = const { Cell::new(0) };
+    /// The M is running goroutine code (not the scheduler, a system-stack call or the poll's
+    /// slow path).
+    static USER_CODE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a signal handler on this thread interrupted an asynchronous safe point: goroutine
+/// code on an M that holds a running P, outside any non-preemptible region and holding no
+/// runtime lock (Go's `isAsyncSafePoint`). Async-signal-safe: it reads only const
+/// thread-locals and atomics.
+pub(crate) fn at_async_safe_point() -> bool {
+    USER_CODE.with(Cell::get)
+        && LOCKS.with(Cell::get) == 0
+        && super::lock::held_by_this_thread() == 0
+        && CURRENT_P
+            .with(Cell::get)
+            .is_some_and(|p| p.status.load() == PStatus::Running)
+}
+
+/// Marks the M as running goroutine code or not; the scheduler calls it around `resume`.
+pub(crate) fn set_user_code(on: bool) {
+    USER_CODE.with(|u| u.set(on));
+}
+
+/// Runtime code called from a goroutine: not an asynchronous safe point while it lives.
+struct RuntimeCode {
+    was_user_code: bool,
+}
+
+impl RuntimeCode {
+    fn enter() -> RuntimeCode {
+        RuntimeCode {
+            was_user_code: USER_CODE.with(|u| u.replace(false)),
+        }
+    }
+}
+
+impl Drop for RuntimeCode {
+    fn drop(&mut self) {
+        set_user_code(self.was_user_code);
+    }
+}
+
+fn in_no_preempt_region() -> bool {
+    LOCKS.with(Cell::get) > 0
 }
 
 /// The M of the calling thread, if it is one.
@@ -71,9 +118,8 @@ fn expect_goroutine(what: &str) -> (Arc<M>, Arc<G>) {
     let g = m
         .curg()
         .unwrap_or_else(|| panic!("{what}: not called on a goroutine"));
-    assert_eq!(
-        m.locks.load(Ordering::Relaxed),
-        0,
+    assert!(
+        !in_no_preempt_region(),
         "{what}: called in a non-preemptible region"
     );
     (m, g)
@@ -102,10 +148,11 @@ pub fn poll() {
 #[cold]
 #[inline(never)]
 fn poll_slow() {
-    let Some(m) = current_m() else { return };
-    if m.locks.load(Ordering::Relaxed) > 0 {
+    if in_no_preempt_region() {
         return;
     }
+    let Some(m) = current_m() else { return };
+    let _runtime = RuntimeCode::enter();
     let Some(p) = current_p() else { return };
     safepoint::serve(&m.shared, p);
     if p.poll_word.0.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {
@@ -142,6 +189,7 @@ pub(crate) fn waiting_on_system_stack<R: Send>(
 ) -> Option<R> {
     let g = current_g()?;
     let suspender = g.suspender();
+    let _runtime = RuntimeCode::enter();
     Some(suspender.on_system_stack(move || {
         g.cas_status(GStatus::Running, GStatus::Waiting(reason));
         let result = f();
@@ -223,31 +271,27 @@ fn exit_syscall(m: Arc<M>, g: Arc<G>, p: &'static P) {
 /// region's end polls, so a barrier that arrived meanwhile is served then.
 #[must_use = "the region ends when the guard drops"]
 pub struct NoPreempt {
-    m: Option<Arc<M>>,
     _not_send: PhantomData<*const ()>,
 }
 
 /// Enters a non-preemptible region; see [`NoPreempt`]. `what` names it in timeout reports.
 pub fn no_preempt(what: &str) -> NoPreempt {
-    let m = current_m();
-    if let Some(m) = &m
-        && m.locks.fetch_add(1, Ordering::Relaxed) == 0
+    if LOCKS.with(|l| l.replace(l.get() + 1)) == 0
+        && let Some(m) = current_m()
     {
         *m.region.lock() = Some(what.to_owned());
     }
     NoPreempt {
-        m,
         _not_send: PhantomData,
     }
 }
 
 impl Drop for NoPreempt {
     fn drop(&mut self) {
-        if let Some(m) = self.m.take()
-            && m.locks.fetch_sub(1, Ordering::Relaxed) == 1
-        {
-            *m.region.lock() = None;
-            drop(m);
+        if LOCKS.with(|l| l.replace(l.get() - 1)) == 1 {
+            if let Some(m) = current_m() {
+                *m.region.lock() = None;
+            }
             poll();
         }
     }
@@ -255,4 +299,34 @@ impl Drop for NoPreempt {
 
 pub(crate) fn shared_of_current() -> Option<Arc<Shared>> {
     current_m().map(|m| Arc::clone(&m.shared))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{self, SearchPath};
+    use crate::runtime::{Runtime, Sema};
+
+    #[test]
+    fn async_safe_points_are_goroutine_code_outside_regions_and_runtime_locks() {
+        let polling = plugin::load("polling", &SearchPath::default()).expect("polling plugin");
+        let rt = Runtime::builder()
+            .procs(1)
+            .build(&polling, "")
+            .expect("runtime");
+        assert!(!at_async_safe_point(), "not on an M");
+        let seen = rt.block_on(|| {
+            let plain = at_async_safe_point();
+            let region = no_preempt("test region");
+            let in_region = at_async_safe_point();
+            drop(region);
+            let sema = Sema::new(1);
+            let _lock = sema.state_for_test();
+            let holding_runtime_lock = at_async_safe_point();
+            let on_system_stack = waiting_on_system_stack(WaitReason::Event, at_async_safe_point)
+                .expect("on a goroutine");
+            (plain, in_region, holding_runtime_lock, on_system_stack)
+        });
+        assert_eq!(seen, (true, false, false, false));
+    }
 }

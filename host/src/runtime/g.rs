@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use parking_lot::Mutex;
+use super::lock::Mutex;
 use safepoint_abi::MId;
 
 use super::status::{GStatus, GStatusWord, WaitReason};

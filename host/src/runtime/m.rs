@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::{Condvar, Mutex};
+use super::lock::{Condvar, Mutex};
 use safepoint_abi::{MId, OsThread, PId};
 
 use super::Shared;
@@ -28,9 +28,6 @@ pub(crate) struct M {
     p: AtomicU32,
     /// The goroutine it runs (Go's `curg`).
     pub(crate) curg: Mutex<Option<Arc<G>>>,
-    /// Go's `m.locks`: while non-zero the M is in a non-preemptible region and its safe
-    /// points are deferred. Only the M itself changes it.
-    pub(crate) locks: AtomicU32,
     /// What the current non-preemptible region is doing, for timeout reports.
     pub(crate) region: Mutex<Option<String>>,
     pub(crate) thread: OnceLock<OsThread>,
@@ -45,7 +42,6 @@ impl M {
             shared,
             p: AtomicU32::new(NO_P),
             curg: Mutex::new(None),
-            locks: AtomicU32::new(0),
             region: Mutex::new(None),
             thread: OnceLock::new(),
             wake: Mutex::new(Wake::Asleep),

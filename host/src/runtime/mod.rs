@@ -8,6 +8,7 @@
 mod current;
 mod dump;
 mod g;
+pub(crate) mod lock;
 mod m;
 mod p;
 mod preempt;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use lock::{Condvar, Mutex, RwLock};
 use safepoint_abi::{PId, PStatus};
 
 pub use current::{
@@ -33,7 +34,9 @@ pub use g::GoId;
 pub use status::{GStatus, WaitReason};
 pub use sync::{Chan, Sema, WaitGroup};
 
-pub(crate) use current::{current_g, current_p, shared_of_current, waiting_on_system_stack};
+pub(crate) use current::{
+    at_async_safe_point, current_g, current_p, shared_of_current, waiting_on_system_stack,
+};
 pub(crate) use g::G;
 pub(crate) use m::M;
 pub(crate) use p::{P, poll_bits};

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use super::lock::Mutex;
 use safepoint_abi::{MId, PId, PStatus};
 
 use super::g::{G, NO_M};

@@ -297,7 +297,9 @@ fn execute(m: &Arc<M>, p: &'static P, g: Arc<G>) {
     p.sched_tick.fetch_add(1, Ordering::Relaxed);
     p.disarm(poll_bits::PREEMPT);
     let mut stack = g.take_stack();
+    current::set_user_code(true);
     let outcome = stack.resume();
+    current::set_user_code(false);
     g.m.store(NO_M, Ordering::Relaxed);
     *m.curg.lock() = None;
     match outcome {

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use super::lock::{ArcMutex, Condvar};
 
 use super::current::{current_m, park};
 use super::status::WaitReason;
@@ -41,7 +41,7 @@ impl Waiter {
 /// permit directly to the longest waiter, so waiters are served in order.
 #[derive(Clone)]
 pub struct Sema {
-    state: Arc<Mutex<SemaState>>,
+    state: ArcMutex<SemaState>,
 }
 
 struct SemaState {
@@ -53,22 +53,28 @@ impl Sema {
     /// A semaphore with `permits` permits.
     pub fn new(permits: usize) -> Sema {
         Sema {
-            state: Arc::new(Mutex::new(SemaState {
+            state: ArcMutex::new(SemaState {
                 permits,
                 waiters: VecDeque::new(),
-            })),
+            }),
         }
     }
 
     /// Takes a permit, parking the goroutine for `reason` until one is free.
     pub fn acquire(&self, reason: WaitReason) {
-        let mut state = self.state.lock_arc();
+        let mut state = self.state.lock();
         if state.permits > 0 {
             state.permits -= 1;
             return;
         }
         state.waiters.push_back(Waiter::current("Sema::acquire"));
         park(reason, move || drop(state));
+    }
+
+    /// Holds the semaphore's internal lock, as runtime code does for a moment.
+    #[cfg(test)]
+    pub(crate) fn state_for_test(&self) -> impl Sized + '_ {
+        self.state.lock_here()
     }
 
     /// Returns a permit.
@@ -87,7 +93,7 @@ impl Sema {
 /// Go's `sync.WaitGroup`. `wait` parks a goroutine, or blocks an OS thread outside one.
 #[derive(Clone, Default)]
 pub struct WaitGroup {
-    state: Arc<Mutex<WaitGroupState>>,
+    state: ArcMutex<WaitGroupState>,
     threads: Arc<Condvar>,
 }
 
@@ -132,13 +138,13 @@ impl WaitGroup {
     /// Waits until the count is zero.
     pub fn wait(&self) {
         if !super::in_goroutine() {
-            let mut state = self.state.lock();
+            let mut state = self.state.lock_here();
             while state.count > 0 {
                 self.threads.wait(&mut state);
             }
             return;
         }
-        let mut state = self.state.lock_arc();
+        let mut state = self.state.lock();
         if state.count == 0 {
             return;
         }
@@ -149,13 +155,13 @@ impl WaitGroup {
 
 /// A bounded multi-producer, multi-consumer channel between goroutines.
 pub struct Chan<T> {
-    state: Arc<Mutex<ChanState<T>>>,
+    state: ArcMutex<ChanState<T>>,
 }
 
 impl<T> Clone for Chan<T> {
     fn clone(&self) -> Self {
         Chan {
-            state: Arc::clone(&self.state),
+            state: self.state.clone(),
         }
     }
 }
@@ -177,13 +183,13 @@ impl<T: Send + 'static> Chan<T> {
     pub fn bounded(cap: usize) -> Chan<T> {
         assert!(cap > 0, "Chan::bounded: capacity must be at least 1");
         Chan {
-            state: Arc::new(Mutex::new(ChanState {
+            state: ArcMutex::new(ChanState {
                 buf: VecDeque::with_capacity(cap),
                 cap,
                 closed: false,
                 recvq: VecDeque::new(),
                 sendq: VecDeque::new(),
-            })),
+            }),
         }
     }
 
@@ -191,7 +197,7 @@ impl<T: Send + 'static> Chan<T> {
     /// is closed.
     pub fn send(&self, value: T) -> Result<(), T> {
         loop {
-            let mut state = self.state.lock_arc();
+            let mut state = self.state.lock();
             if state.closed {
                 return Err(value);
             }
@@ -213,7 +219,7 @@ impl<T: Send + 'static> Chan<T> {
     /// closed and drained.
     pub fn recv(&self) -> Option<T> {
         loop {
-            let mut state = self.state.lock_arc();
+            let mut state = self.state.lock();
             if let Some(value) = state.buf.pop_front() {
                 let sender = state.sendq.pop_front();
                 drop(state);

@@ -5,7 +5,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use super::lock::{ArcMutex, Condvar};
 
 use super::current::park;
 use super::m::M;
@@ -15,7 +15,7 @@ use super::{Shared, yield_now};
 
 #[derive(Default)]
 pub(crate) struct Timers {
-    state: Arc<Mutex<TimerState>>,
+    state: ArcMutex<TimerState>,
     changed: Condvar,
 }
 
@@ -35,7 +35,7 @@ pub(crate) fn sleep(m: Arc<M>, duration: Duration) {
         return;
     }
     let timers = &m.shared.timers;
-    let mut state = timers.state.lock_arc();
+    let mut state = timers.state.lock();
     let id = state.next_id;
     state.next_id += 1;
     let deadline = Instant::now() + duration;
@@ -68,7 +68,7 @@ pub(crate) fn stop_timer_thread(shared: &Shared) {
 
 fn run_timers(shared: &Shared) {
     let timers = &shared.timers;
-    let mut state = timers.state.lock();
+    let mut state = timers.state.lock_here();
     loop {
         if state.stop {
             return;
@@ -85,7 +85,7 @@ fn run_timers(shared: &Shared) {
         if !due.is_empty() {
             drop(state);
             due.into_iter().for_each(Waiter::wake);
-            state = timers.state.lock();
+            state = timers.state.lock_here();
             continue;
         }
         match state.deadlines.peek().copied() {

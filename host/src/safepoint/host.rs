@@ -9,16 +9,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RStr};
-use parking_lot::Mutex;
 use safepoint_abi::{
     Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn, SafePointFn_TO,
     SafePointFnArc,
 };
 
 use super::BarrierFn;
-use crate::runtime::{P, Shared, current_p, poll_bits};
+use crate::runtime::{self, P, Shared, current_p, poll_bits};
 use crate::sys;
 
 /// A new [`HostRef`] for the runtime behind `shared`.
@@ -123,6 +123,10 @@ impl Host for HostHandle {
             LogLevel::Info => "info",
         };
         eprintln!("safepoint: {level}: {message}");
+    }
+
+    fn at_async_safe_point(&self) -> bool {
+        runtime::at_async_safe_point()
     }
 }
 

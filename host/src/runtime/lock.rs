@@ -1,0 +1,235 @@
+//! The runtime's locks: parking_lot's, counted per thread.
+//!
+//! A thread that holds any runtime lock is not at an asynchronous safe point: a signal-based
+//! strategy that stopped it there could deadlock with a requester (or a barrier function)
+//! that needs the same lock. Every runtime lock is one of these, so
+//! [`held_by_this_thread`] is exact. The count is a const-initialised thread-local without
+//! destructor, readable from a signal handler.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    static HELD: Cell<u32> = const { Cell::new(0) };
+}
+
+/// How many runtime locks the calling thread holds. Async-signal-safe.
+pub(crate) fn held_by_this_thread() -> u32 {
+    HELD.with(Cell::get)
+}
+
+/// Counts one held lock for as long as it lives; not `Send`, like the guards it sits in.
+struct Held(PhantomData<*const ()>);
+
+impl Held {
+    fn new() -> Held {
+        HELD.with(|h| h.set(h.get() + 1));
+        Held(PhantomData)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get() - 1));
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+
+pub(crate) struct MutexGuard<'a, T> {
+    guard: parking_lot::MutexGuard<'a, T>,
+    _held: Held,
+}
+
+impl<T> Mutex<T> {
+    pub(crate) const fn new(value: T) -> Mutex<T> {
+        Mutex(parking_lot::const_mutex(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        let guard = self.0.lock();
+        MutexGuard {
+            guard,
+            _held: Held::new(),
+        }
+    }
+}
+
+impl<T> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+/// A lock shared by `Arc`, whose guard is `'static`: a goroutine that parks hands it to its
+/// M, which releases it once the goroutine is `Waiting` (see `current::park`).
+pub(crate) struct ArcMutex<T>(Arc<parking_lot::Mutex<T>>);
+
+pub(crate) struct ArcMutexGuard<T> {
+    guard: parking_lot::ArcMutexGuard<parking_lot::RawMutex, T>,
+    _held: Held,
+}
+
+impl<T> ArcMutex<T> {
+    pub(crate) fn new(value: T) -> ArcMutex<T> {
+        ArcMutex(Arc::new(parking_lot::Mutex::new(value)))
+    }
+
+    /// A guard borrowed from this handle, for threads that wait on a [`Condvar`].
+    pub(crate) fn lock_here(&self) -> MutexGuard<'_, T> {
+        let guard = self.0.lock();
+        MutexGuard {
+            guard,
+            _held: Held::new(),
+        }
+    }
+
+    /// A guard that may outlive this handle: the one a parking goroutine hands its M.
+    pub(crate) fn lock(&self) -> ArcMutexGuard<T> {
+        let guard = self.0.lock_arc();
+        ArcMutexGuard {
+            guard,
+            _held: Held::new(),
+        }
+    }
+}
+
+impl<T> Clone for ArcMutex<T> {
+    fn clone(&self) -> Self {
+        ArcMutex(Arc::clone(&self.0))
+    }
+}
+
+impl<T: Default> Default for ArcMutex<T> {
+    fn default() -> Self {
+        ArcMutex::new(T::default())
+    }
+}
+
+impl<T> Deref for ArcMutexGuard<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for ArcMutexGuard<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Condvar(parking_lot::Condvar);
+
+impl Condvar {
+    pub(crate) fn new() -> Condvar {
+        Condvar(parking_lot::Condvar::new())
+    }
+
+    pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+        self.0.wait(&mut guard.guard);
+    }
+
+    pub(crate) fn wait_for<T>(&self, guard: &mut MutexGuard<'_, T>, timeout: Duration) {
+        self.0.wait_for(&mut guard.guard, timeout);
+    }
+
+    pub(crate) fn wait_until<T>(&self, guard: &mut MutexGuard<'_, T>, deadline: Instant) {
+        self.0.wait_until(&mut guard.guard, deadline);
+    }
+
+    pub(crate) fn notify_one(&self) {
+        self.0.notify_one();
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct RwLock<T>(parking_lot::RwLock<T>);
+
+pub(crate) struct ReadGuard<'a, T> {
+    guard: parking_lot::RwLockReadGuard<'a, T>,
+    _held: Held,
+}
+
+pub(crate) struct WriteGuard<'a, T> {
+    guard: parking_lot::RwLockWriteGuard<'a, T>,
+    _held: Held,
+}
+
+impl<T> RwLock<T> {
+    pub(crate) const fn new(value: T) -> RwLock<T> {
+        RwLock(parking_lot::const_rwlock(value))
+    }
+
+    pub(crate) fn read(&self) -> ReadGuard<'_, T> {
+        let guard = self.0.read();
+        ReadGuard {
+            guard,
+            _held: Held::new(),
+        }
+    }
+
+    pub(crate) fn write(&self) -> WriteGuard<'_, T> {
+        let guard = self.0.write();
+        WriteGuard {
+            guard,
+            _held: Held::new(),
+        }
+    }
+}
+
+impl<T> Deref for ReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> Deref for WriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for WriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_guard_counts_while_it_lives() {
+        let (m, rw, arc) = (Mutex::new(1), RwLock::new(2), ArcMutex::new(3));
+        assert_eq!(held_by_this_thread(), 0);
+        let a = m.lock();
+        let b = rw.read();
+        let c = arc.lock();
+        assert_eq!(held_by_this_thread(), 3);
+        assert_eq!(*a + *b + *c, 6);
+        drop((a, b, c));
+        assert_eq!(held_by_this_thread(), 0);
+        *rw.write() += 1;
+        assert_eq!(held_by_this_thread(), 0);
+    }
+}
