@@ -30,6 +30,9 @@ pub fn plugin_file(lib_name: &str) -> PathBuf {
     path
 }
 
+/// Every shipped strategy.
+pub const SHIPPED: &[&str] = &["polling"];
+
 /// A shipped strategy, found by name through the default search path.
 pub fn shipped(name: &str) -> Plugin {
     plugin::load(name, &SearchPath::default())

@@ -418,10 +418,14 @@ pub trait Strategy: Send + Sync {
     /// armed. Called on that M, outside any non-preemptible region.
     fn on_poll(&self, p: PId) -> RResult<(), PluginError>;
 
-    /// An M has started, on its own thread; called before it runs any goroutine.
+    /// An M uses this strategy from now on: called on the M's own thread when it starts,
+    /// before it runs any goroutine, and on the swapping thread when the strategy is swapped
+    /// in. Do not assume the calling thread is `thread`. The runtime has already given the
+    /// M an alternate signal stack.
     fn attach_thread(&self, m: MId, thread: OsThread) -> RResult<(), PluginError>;
 
-    /// An M is stopping, on its own thread; it runs no goroutine after this.
+    /// An M stops using this strategy: called on the M's own thread when it stops, and on
+    /// the swapping thread when the strategy is swapped out.
     fn detach_thread(&self, m: MId) -> RResult<(), PluginError>;
 
     /// Named counters for the run summary.

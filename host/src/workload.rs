@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use safepoint_abi::Capabilities;
 
 use crate::gc::{Gc, GcError, Mutator as GcMutator};
+use crate::plugin::{Plugin, SwapError, swap};
 use crate::runtime::lock::Mutex;
 use crate::runtime::{self, Runtime, WaitGroup, WaitReason};
 use crate::safepoint::{self, BarrierError};
@@ -130,6 +131,10 @@ pub struct RunSummary {
     pub counters: Vec<(String, u64)>,
     /// What the GC did, with `--gc`.
     pub gc: Option<GcSummary>,
+    /// Barrier times per strategy, when strategies rotate.
+    pub by_strategy: Vec<(String, Histogram<u64>)>,
+    /// What the swaps did, when strategies rotate.
+    pub swaps: Option<SwapSummary>,
 }
 
 /// The GC part of a [`RunSummary`].
@@ -148,7 +153,7 @@ pub struct GcSummary {
 }
 
 /// What to run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     /// The mutators' workload.
     pub workload: Workload,
@@ -156,6 +161,29 @@ pub struct RunOptions {
     pub barriers: u64,
     /// Run GC cycles back to back meanwhile.
     pub gc: bool,
+    /// Swap strategies meanwhile.
+    pub rotation: Option<Rotation>,
+}
+
+/// Strategies to swap through while the workload runs.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    /// Each strategy with its config, in order; the runtime starts with the first, and the
+    /// rotation goes on from the second.
+    pub strategies: Vec<(Plugin, String)>,
+    /// How long each stays active.
+    pub every: Duration,
+}
+
+/// The swap part of a [`RunSummary`].
+#[derive(Clone, Debug)]
+pub struct SwapSummary {
+    /// Swaps done.
+    pub swaps: u64,
+    /// Time of each whole swap, nanoseconds.
+    pub took: Histogram<u64>,
+    /// Time the world was held by each swap, nanoseconds.
+    pub world_held: Histogram<u64>,
 }
 
 /// Why a run failed.
@@ -167,6 +195,9 @@ pub enum RunError {
     /// The GC found a broken invariant.
     #[error(transparent)]
     Gc(#[from] GcError),
+    /// A swap failed.
+    #[error(transparent)]
+    Swap(#[from] SwapError),
     /// The strategy cannot run the workload: it would never complete a barrier.
     #[error(
         "strategy {strategy} cannot run workload {workload}: it needs the capability {needs}, \
@@ -215,6 +246,27 @@ impl fmt::Display for RunSummary {
             self.by_themselves, self.by_requester, self.barriers
         )?;
         writeln!(f, "  mutator work     {} units", self.work_units)?;
+        if let Some(swaps) = &self.swaps {
+            writeln!(
+                f,
+                "  swaps            {} done, took p50 {:.1} µs p99 {:.1} µs, world held p50 {:.1} µs p99 {:.1} µs",
+                swaps.swaps,
+                micros(swaps.took.value_at_quantile(0.5)),
+                micros(swaps.took.value_at_quantile(0.99)),
+                micros(swaps.world_held.value_at_quantile(0.5)),
+                micros(swaps.world_held.value_at_quantile(0.99)),
+            )?;
+            for (name, h) in &self.by_strategy {
+                writeln!(
+                    f,
+                    "    {name:<20} {} barriers, p50 {:.1} µs   p99 {:.1} µs   max {:.1} µs",
+                    h.len(),
+                    micros(h.value_at_quantile(0.5)),
+                    micros(h.value_at_quantile(0.99)),
+                    micros(h.max())
+                )?;
+            }
+        }
         if let Some(gc) = &self.gc {
             writeln!(
                 f,
@@ -270,34 +322,49 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         &work_units,
         &mutators,
     );
-    let gc_run = gc.as_ref().map(|gc| GcRun::start(rt, gc));
+    let gc_run = gc.as_ref().map(|gc| gc_cycles(rt, gc));
+    let swapper = options.rotation.clone().map(|r| swaps(rt, r));
     let barriers = options.barriers;
+    let shared = Arc::clone(&rt.shared);
     let result = rt.block_on(move || -> Result<_, BarrierError> {
         let mut latency = latency_histogram();
+        let mut by_strategy: Vec<(String, Histogram<u64>)> = Vec::new();
         let (mut cpu, mut by_themselves, mut by_requester) = (Duration::ZERO, 0, 0);
         let flushed: Arc<[AtomicU64]> = (0..procs).map(|_| AtomicU64::new(0)).collect();
         for _ in 0..barriers {
             let world = safepoint::acquire_world();
+            // No swap while the world is held: this is the strategy the barrier runs.
+            let strategy = shared.strategy().name.clone();
             let flushed = Arc::clone(&flushed);
             let report = safepoint::for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
                 flushed[p.index()].fetch_add(1, Ordering::Relaxed);
             })?;
             drop(world);
-            latency.saturating_record(report.duration.as_nanos() as u64);
+            let nanos = report.duration.as_nanos() as u64;
+            latency.saturating_record(nanos);
+            match by_strategy.iter_mut().find(|(name, _)| *name == strategy) {
+                Some((_, h)) => h.saturating_record(nanos),
+                None => {
+                    let mut h = latency_histogram();
+                    h.saturating_record(nanos);
+                    by_strategy.push((strategy, h));
+                }
+            }
             cpu += report.requester_cpu;
             by_themselves += u64::from(report.by_themselves);
             by_requester += u64::from(report.by_requester);
         }
-        Ok((latency, cpu, by_themselves, by_requester))
+        Ok((latency, by_strategy, cpu, by_themselves, by_requester))
     });
-    let gc_summary = gc_run.map(GcRun::finish);
+    let swaps = swapper.map(Background::finish).transpose()?;
+    let gc_summary = gc_run.map(Background::finish);
     stop.store(true, Ordering::Relaxed);
     mutators.wait();
     let gc_summary = match (gc, gc_summary) {
         (Some(gc), Some(summary)) => Some(final_gc_cycle(rt, &gc, summary?)?),
         _ => None,
     };
-    let (latency, requester_cpu, by_themselves, by_requester) = result?;
+    let (latency, by_strategy, requester_cpu, by_themselves, by_requester) = result?;
     Ok(RunSummary {
         strategy: rt.strategy_name(),
         procs,
@@ -310,61 +377,75 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         work_units: work_units.load(Ordering::Relaxed),
         counters: rt.strategy_counters(),
         gc: gc_summary,
+        by_strategy: if swaps.is_some() {
+            by_strategy
+        } else {
+            Vec::new()
+        },
+        swaps,
     })
 }
 
-/// GC cycles back to back on their own goroutine, until told to stop.
-struct GcRun {
+/// A goroutine that loops until told to stop, then hands back its result.
+struct Background<T> {
     stop: Arc<AtomicBool>,
     done: WaitGroup,
-    summary: Arc<Mutex<Option<Result<GcSummary, GcError>>>>,
+    result: Arc<Mutex<Option<T>>>,
 }
 
-impl GcRun {
-    fn start(rt: &Runtime, gc: &Arc<Gc>) -> GcRun {
-        let run = GcRun {
+impl<T: Send + 'static> Background<T> {
+    /// Runs `body` on a goroutine named `name`; `body` returns once the flag it is given is
+    /// set.
+    fn start(
+        rt: &Runtime,
+        name: &str,
+        body: impl FnOnce(&AtomicBool) -> T + Send + 'static,
+    ) -> Self {
+        let background = Background {
             stop: Arc::new(AtomicBool::new(false)),
             done: WaitGroup::new(),
-            summary: Arc::new(Mutex::new(None)),
+            result: Arc::new(Mutex::new(None)),
         };
-        let (gc, stop, done, slot) = (
-            Arc::clone(gc),
-            Arc::clone(&run.stop),
-            run.done.clone(),
-            Arc::clone(&run.summary),
+        let (stop, done, slot) = (
+            Arc::clone(&background.stop),
+            background.done.clone(),
+            Arc::clone(&background.result),
         );
         done.add(1);
-        rt.spawn("GC", move || {
-            let mut summary = GcSummary {
-                cycles: 0,
-                values_recorded: 0,
-                values_marked: 0,
-                mark_done: latency_histogram(),
-                mark_termination: latency_histogram(),
-            };
-            let result = loop {
-                if stop.load(Ordering::Relaxed) {
-                    break Ok(summary);
-                }
-                match gc.cycle() {
-                    Ok(cycle) => summary.add(&cycle),
-                    Err(e) => break Err(e),
-                }
-            };
-            *slot.lock() = Some(result);
+        rt.spawn(name, move || {
+            *slot.lock() = Some(body(&stop));
             done.done();
         });
-        run
+        background
     }
 
-    fn finish(self) -> Result<GcSummary, GcError> {
+    /// Tells the goroutine to stop, waits for it, and returns its result.
+    fn finish(self) -> T {
         self.stop.store(true, Ordering::Relaxed);
         self.done.wait();
-        self.summary
+        self.result
             .lock()
             .take()
-            .expect("the GC goroutine reports")
+            .expect("the goroutine stored its result")
     }
+}
+
+/// GC cycles back to back, until told to stop.
+fn gc_cycles(rt: &Runtime, gc: &Arc<Gc>) -> Background<Result<GcSummary, GcError>> {
+    let gc = Arc::clone(gc);
+    Background::start(rt, "GC", move |stop| {
+        let mut summary = GcSummary {
+            cycles: 0,
+            values_recorded: 0,
+            values_marked: 0,
+            mark_done: latency_histogram(),
+            mark_termination: latency_histogram(),
+        };
+        while !stop.load(Ordering::Relaxed) {
+            summary.add(&gc.cycle()?);
+        }
+        Ok(summary)
+    })
 }
 
 impl GcSummary {
@@ -391,6 +472,34 @@ fn final_gc_cycle(
     summary.values_recorded = gc.values_recorded();
     gc.stop_workers();
     Ok(summary)
+}
+
+/// Swaps through the rotation, one strategy every `rotation.every`, until told to stop.
+fn swaps(rt: &Runtime, rotation: Rotation) -> Background<Result<SwapSummary, SwapError>> {
+    let shared = Arc::clone(&rt.shared);
+    Background::start(rt, "swapper", move |stop| {
+        let mut summary = SwapSummary {
+            swaps: 0,
+            took: latency_histogram(),
+            world_held: latency_histogram(),
+        };
+        let n = rotation.strategies.len();
+        loop {
+            runtime::sleep(rotation.every);
+            if stop.load(Ordering::Relaxed) || n == 0 {
+                return Ok(summary);
+            }
+            let (plugin, config) = &rotation.strategies[(summary.swaps as usize + 1) % n];
+            let report = swap(&shared, plugin, config)?;
+            summary.swaps += 1;
+            summary
+                .took
+                .saturating_record(report.took.as_nanos() as u64);
+            summary
+                .world_held
+                .saturating_record(report.world_held.as_nanos() as u64);
+        }
+    })
 }
 
 /// A histogram of nanoseconds from 1 ns to one minute, 3 significant figures.

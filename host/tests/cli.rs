@@ -296,3 +296,51 @@ fn the_deadlock_demo_needs_two_ps() {
         "--procs",
     );
 }
+
+#[test]
+fn run_rotates_strategies_and_reports_the_swaps() {
+    let list = STRATEGIES
+        .iter()
+        .chain(["polling:spin=0"].iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = safepoint(&[
+        "run",
+        "--strategies",
+        &list,
+        "--swap-every",
+        "1ms",
+        "--gc",
+        "--procs",
+        "4",
+        "--workload",
+        "mixed",
+        "--barriers",
+        "500",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let swaps = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("swaps "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let done: u64 = swaps
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{swaps}"));
+    assert!(done >= 1, "{swaps}");
+    assert!(
+        swaps.contains("took p50") && swaps.contains("world held p50"),
+        "{swaps}"
+    );
+}
+
+#[test]
+fn swap_every_needs_strategies() {
+    assert_fails(
+        &safepoint(&["run", "--strategy", "polling", "--swap-every", "1ms"]),
+        "--strategies",
+    );
+}

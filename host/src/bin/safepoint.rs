@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use safepoint_host::gc::{self, DeadlockMode};
-use safepoint_host::plugin::{self, LoadError, SearchPath};
+use safepoint_host::plugin::{self, LoadError, Plugin, SearchPath};
 use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::OnTimeout;
-use safepoint_host::workload::{self, RunOptions, Workload};
+use safepoint_host::workload::{self, Rotation, RunOptions, Workload};
 
 /// Load safe-point strategy plugins and run Go-style ragged barriers with them.
 #[derive(Parser, Debug)]
@@ -95,11 +95,20 @@ struct ListArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["strategy", "strategies"]))]
 struct RunArgs {
     /// The strategy: a name (`polling`) or a path to a plugin, with an optional
     /// configuration after a colon (`polling:spin=10`).
     #[arg(long, value_name = "NAME[:CONFIG]|PATH")]
-    strategy: String,
+    strategy: Option<String>,
+    /// Several strategies to swap through while the workload runs, starting with the first
+    /// (`polling,signal,futex`).
+    #[arg(long, value_name = "SPEC,SPEC,...", value_delimiter = ',')]
+    strategies: Vec<String>,
+    /// How long each of --strategies stays active before the next is swapped in
+    /// [default: 10ms].
+    #[arg(long, value_parser = parse_duration)]
+    swap_every: Option<Duration>,
     /// Number of Ps (GOMAXPROCS).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     procs: u32,
@@ -222,31 +231,60 @@ fn list(args: &ListArgs) -> CliResult {
     Ok(())
 }
 
-/// Loads the strategy `spec` (`NAME[:CONFIG]` or `PATH[:CONFIG]`) and starts a runtime.
+/// Loads the strategy `spec` (`NAME[:CONFIG]` or `PATH[:CONFIG]`).
+fn load_strategy(spec: &str, path: &PathArgs) -> Result<(Plugin, String), LoadError> {
+    let search = SearchPath::new(&path.plugin_path);
+    let (name, config) = spec.split_once(':').unwrap_or((spec, ""));
+    Ok((plugin::load(name, &search)?, config.to_owned()))
+}
+
+/// Starts a runtime with the strategy `spec`.
 fn start_runtime(
     spec: &str,
     path: &PathArgs,
     procs: u32,
     (timeout, on_timeout): (Option<Duration>, OnTimeout),
 ) -> Result<Runtime, Box<dyn std::error::Error>> {
-    let search = SearchPath::new(&path.plugin_path);
-    let (name, config) = spec.split_once(':').unwrap_or((spec, ""));
-    let plugin = plugin::load(name, &search)?;
+    let (plugin, config) = load_strategy(spec, path)?;
     Ok(Runtime::builder()
         .procs(procs as usize)
         .safepoint_timeout(timeout, on_timeout)
-        .build(&plugin, config)?)
+        .build(&plugin, &config)?)
 }
 
 fn run(args: &RunArgs) -> CliResult {
     let timeout = args
         .timeout
         .or(Duration::from_secs(10), TimeoutAction::Report);
-    let rt = start_runtime(&args.strategy, &args.path, args.procs, timeout)?;
+    let rotation = if args.strategies.is_empty() {
+        if args.swap_every.is_some() {
+            return Err(
+                "--swap-every needs --strategies A,B,...: the strategies to swap through".into(),
+            );
+        }
+        None
+    } else {
+        let strategies = args
+            .strategies
+            .iter()
+            .map(|spec| load_strategy(spec, &args.path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(Rotation {
+            strategies,
+            every: args.swap_every.unwrap_or(Duration::from_millis(10)),
+        })
+    };
+    let first = args
+        .strategy
+        .as_ref()
+        .or(args.strategies.first())
+        .expect("clap requires --strategy or --strategies");
+    let rt = start_runtime(first, &args.path, args.procs, timeout)?;
     let options = RunOptions {
         workload: args.workload,
         barriers: args.barriers,
         gc: args.gc,
+        rotation,
     };
     let summary = workload::run(&rt, &options)?;
     rt.shutdown();

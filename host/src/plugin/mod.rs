@@ -7,7 +7,11 @@
 //! layout of every type of the ABI matches. Only then does any plugin code run.
 //!
 //! abi_stable never unloads a library, and `dlopen` returns the mapping it already has for a
-//! path it has seen: to load a rebuilt plugin file, copy it to a new name first.
+//! path it has seen. So the loader remembers the identity (device, inode, size, mtime) of
+//! every file it loaded: loading a path again whose file has changed (a rebuilt plugin)
+//! loads a copy under a unique name, and so gets the new code; loading an unchanged file
+//! again returns the plugin already loaded. Replace a plugin file by renaming a new one over
+//! it, as cargo does: writing into a mapped library corrupts the code of whoever runs it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,11 @@ use std::path::{Path, PathBuf};
 use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::RResult;
 use safepoint_abi::{ABI_VERSION, AbiVersion, Capabilities, ErrorKind, HostRef, StrategyModRef};
+
+mod swap;
+
+pub(crate) use swap::swap;
+pub use swap::{SwapError, SwapReport};
 
 use crate::safepoint::ActiveStrategy;
 use crate::sys::dl;
@@ -337,10 +346,89 @@ pub fn load(spec: &str, search: &SearchPath) -> Result<Plugin, LoadError> {
     load_path(&search.resolve(spec)?)
 }
 
-/// Loads the plugin file at `path`.
+/// What identifies one version of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        })
+    }
+}
+
+/// Every plugin loaded in this process, by file and version of that file.
+static LOADED: std::sync::Mutex<Vec<(PathBuf, FileIdentity, Plugin)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Loads the plugin file at `path`; see the module documentation for files that change.
 pub fn load_path(path: &Path) -> Result<Plugin, LoadError> {
+    check_elf(path)?;
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let identity = FileIdentity::of(&canonical).map_err(|e| LoadError::NotSharedLibrary {
+        path: path.to_path_buf(),
+        reason: format!("cannot read it: {e}"),
+    })?;
+    let mut loaded = LOADED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, plugin)) = loaded
+        .iter()
+        .find(|(p, id, _)| *p == canonical && *id == identity)
+    {
+        return Ok(plugin.clone());
+    }
+    let seen_before = loaded.iter().any(|(p, _, _)| *p == canonical);
+    let plugin = if seen_before {
+        // dlopen would return the old mapping for this path: load a copy of the new file.
+        let copy = fresh_copy(&canonical, identity).map_err(|e| LoadError::NotSharedLibrary {
+            path: path.to_path_buf(),
+            reason: format!("cannot copy the changed file to load it afresh: {e}"),
+        })?;
+        let plugin = load_file(&copy).map(|p| Plugin {
+            path: path.to_path_buf(),
+            ..p
+        });
+        // The mapping outlives the file; a later load of this version is served from `LOADED`.
+        let _ = std::fs::remove_file(&copy);
+        plugin?
+    } else {
+        load_file(path)?
+    };
+    loaded.push((canonical, identity, plugin.clone()));
+    Ok(plugin)
+}
+
+/// Copies `file` to a name no library of this process has had.
+fn fresh_copy(file: &Path, identity: FileIdentity) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("safepoint-plugins-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    let copy = dir.join(format!(
+        "{stem}-{}-{}-{}.so",
+        identity.ino, identity.mtime.0, identity.mtime.1
+    ));
+    std::fs::copy(file, &copy)?;
+    Ok(copy)
+}
+
+/// Probes, checks and loads one file.
+fn load_file(path: &Path) -> Result<Plugin, LoadError> {
     let path = path.to_path_buf();
-    check_elf(&path)?;
     let exports = dl::probe(&path).map_err(|reason| LoadError::NotSharedLibrary {
         path: path.clone(),
         reason,

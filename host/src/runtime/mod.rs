@@ -35,7 +35,8 @@ pub use status::{GStatus, WaitReason};
 pub use sync::{Chan, Sema, WaitGroup};
 
 pub(crate) use current::{
-    at_async_safe_point, current_g, current_p, shared_of_current, waiting_on_system_stack,
+    at_async_safe_point, current_g, current_m, current_p, shared_of_current,
+    waiting_on_system_stack,
 };
 pub(crate) use g::G;
 pub(crate) use m::M;
@@ -64,7 +65,10 @@ pub(crate) struct Shared {
     /// Every M's thread, joined at shutdown.
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) all_ms: Mutex<Vec<Arc<M>>>,
-    strategy: RwLock<Option<Arc<ActiveStrategy>>>,
+    /// Held while Ms join or leave, and while a swap attaches them to a new strategy, so
+    /// that every M is attached to the active strategy exactly once.
+    pub(crate) strategy_switch: Mutex<()>,
+    pub(crate) strategy: RwLock<Option<Arc<ActiveStrategy>>>,
     pub(crate) worldsema: Sema,
     pub(crate) timers: Timers,
     pub(crate) stack_size: usize,
@@ -87,6 +91,37 @@ impl Shared {
             .read()
             .clone()
             .expect("no strategy installed in this runtime")
+    }
+
+    /// A new M joins: it is listed and attached to the active strategy.
+    pub(crate) fn add_m(&self, m: &Arc<M>) {
+        let _switch = self.strategy_switch.lock();
+        self.all_ms.lock().push(Arc::clone(m));
+        let strategy = self.strategy();
+        let thread = *m
+            .thread
+            .get()
+            .expect("an M knows its thread before it joins");
+        if let Err(e) = strategy.object.attach_thread(m.id, thread).into_result() {
+            eprintln!(
+                "safepoint: strategy {} failed to attach {}: {e}",
+                strategy.name, m.id
+            );
+        }
+    }
+
+    /// An M leaves at shutdown: unlisted and detached from the active strategy.
+    pub(crate) fn retire_m(&self, m: &Arc<M>) {
+        let _switch = self.strategy_switch.lock();
+        self.all_ms.lock().retain(|other| !Arc::ptr_eq(other, m));
+        if let Some(strategy) = self.strategy.read().clone()
+            && let Err(e) = strategy.object.detach_thread(m.id).into_result()
+        {
+            eprintln!(
+                "safepoint: strategy {} failed to detach {}: {e}",
+                strategy.name, m.id
+            );
+        }
     }
 
     pub(crate) fn set_in_flight(&self, in_flight: Option<InFlight>) {
@@ -148,6 +183,7 @@ impl Builder {
             next_mid: AtomicU32::new(0),
             threads: Mutex::new(Vec::new()),
             all_ms: Mutex::new(Vec::new()),
+            strategy_switch: Mutex::new(()),
             strategy: RwLock::new(None),
             worldsema: Sema::new(1),
             timers: Timers::default(),

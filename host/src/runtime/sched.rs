@@ -142,7 +142,6 @@ fn startm(shared: &Arc<Shared>, p: PId) {
 fn new_m(shared: &Arc<Shared>, p: PId) {
     let id = MId(shared.next_mid.fetch_add(1, Ordering::Relaxed));
     let m = Arc::new(M::new(id, Arc::clone(shared)));
-    shared.all_ms.lock().push(Arc::clone(&m));
     let handle = std::thread::Builder::new()
         .name(format!("safepoint-{id}"))
         .spawn(move || mstart(m, p))
@@ -154,16 +153,10 @@ fn new_m(shared: &Arc<Shared>, p: PId) {
 fn mstart(m: Arc<M>, p: PId) {
     let shared = Arc::clone(&m.shared);
     current::enter_m(Some(Arc::clone(&m)));
-    let thread = sys::current_os_thread();
-    let _ = m.thread.set(thread);
-    let strategy = shared.strategy();
-    if let Err(e) = strategy.object.attach_thread(m.id, thread).into_result() {
-        eprintln!(
-            "safepoint: strategy {} failed to attach {}: {e}",
-            strategy.name, m.id
-        );
-    }
-    drop(strategy);
+    let _ = m.thread.set(sys::current_os_thread());
+    let alt_stack = sys::AltStack::install()
+        .unwrap_or_else(|e| panic!("{}: cannot install an alternate signal stack: {e}", m.id));
+    shared.add_m(&m);
     acquirep(&m, p);
     loop {
         if m.p().is_none() {
@@ -174,14 +167,8 @@ fn mstart(m: Arc<M>, p: PId) {
         }
         schedule(&m);
     }
-    if let Some(strategy) = shared.strategy.read().clone()
-        && let Err(e) = strategy.object.detach_thread(m.id).into_result()
-    {
-        eprintln!(
-            "safepoint: strategy {} failed to detach {}: {e}",
-            strategy.name, m.id
-        );
-    }
+    shared.retire_m(&m);
+    drop(alt_stack);
     current::enter_m(None);
 }
 

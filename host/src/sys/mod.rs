@@ -3,9 +3,11 @@
 //! The rest of the crate is `#![deny(unsafe_code)]`; each `unsafe` block here says why it is
 //! sound.
 
+mod altstack;
 mod coroutine;
 pub(crate) mod dl;
 
+pub(crate) use altstack::AltStack;
 pub(crate) use coroutine::{GStack, Resumed, Suspender};
 
 use safepoint_abi::OsThread;

@@ -5,7 +5,8 @@
 //! - `skip=N`: never runs `f` for P N;
 //! - `twice=N`: runs `f` twice for P N;
 //! - `fail_new=MESSAGE`: its constructor returns an error with MESSAGE;
-//! - `panic_in=new` or `panic_in=for_each_p_internal`: that entry point panics.
+//! - `panic_in=new` or `panic_in=for_each_p_internal`: that entry point panics;
+//! - `fail_attach=N`: attaching M N fails.
 // `export_root_module` generates an undocumented public static.
 #![allow(missing_docs)]
 
@@ -49,6 +50,7 @@ struct Misbehave {
     skip: Option<u32>,
     twice: Option<u32>,
     panic_in_barrier: bool,
+    fail_attach: Option<u32>,
 }
 
 extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, PluginError> {
@@ -70,6 +72,7 @@ extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, Plugi
             match (key, value) {
                 ("skip", v) => strategy.skip = Some(number(v)?),
                 ("twice", v) => strategy.twice = Some(number(v)?),
+                ("fail_attach", v) => strategy.fail_attach = Some(number(v)?),
                 ("fail_new", message) => {
                     return Err(PluginError::new(ErrorKind::Failed, "new", message));
                 }
@@ -109,7 +112,14 @@ impl Strategy for Misbehave {
         RResult::ROk(())
     }
 
-    fn attach_thread(&self, _m: MId, _thread: OsThread) -> RResult<(), PluginError> {
+    fn attach_thread(&self, m: MId, _thread: OsThread) -> RResult<(), PluginError> {
+        if Some(m.0) == self.fail_attach {
+            return RResult::RErr(PluginError::new(
+                ErrorKind::Failed,
+                "attach_thread",
+                format!("{m} refused on request"),
+            ));
+        }
         RResult::ROk(())
     }
 
