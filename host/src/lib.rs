@@ -13,6 +13,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod compare;
+pub mod floor;
 pub mod gc;
 pub mod plugin;
 pub mod runtime;

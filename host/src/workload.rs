@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use safepoint_abi::Capabilities;
@@ -19,6 +19,7 @@ use crate::plugin::{Plugin, SwapError, swap};
 use crate::runtime::lock::Mutex;
 use crate::runtime::{self, Runtime, WaitGroup, WaitReason};
 use crate::safepoint::{self, BarrierError};
+use crate::sys;
 
 /// What the mutators do while barriers run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +128,10 @@ pub struct RunSummary {
     pub by_requester: u64,
     /// Mutator work units completed meanwhile.
     pub work_units: u64,
+    /// How long the mutators ran.
+    pub elapsed: Duration,
+    /// Blocking calls of the mutators that a signal interrupted (EINTR).
+    pub eintrs: u64,
     /// The strategy's counters at the end.
     pub counters: Vec<(String, u64)>,
     /// What the GC did, with `--gc`.
@@ -159,6 +164,9 @@ pub struct RunOptions {
     pub workload: Workload,
     /// Barriers the requester performs.
     pub barriers: u64,
+    /// Stop after this long even if fewer barriers are done; with no barriers, the
+    /// mutators run this long alone (a baseline for their throughput).
+    pub duration: Option<Duration>,
     /// Run GC cycles back to back meanwhile.
     pub gc: bool,
     /// Swap strategies meanwhile.
@@ -245,7 +253,13 @@ impl fmt::Display for RunSummary {
             "  Ps reached       {} by themselves at a safe point, {} by the requester on their behalf, {} own",
             self.by_themselves, self.by_requester, self.barriers
         )?;
-        writeln!(f, "  mutator work     {} units", self.work_units)?;
+        writeln!(
+            f,
+            "  mutator work     {} units in {:.2} s, {} blocking calls interrupted (EINTR)",
+            self.work_units,
+            self.elapsed.as_secs_f64(),
+            self.eintrs
+        )?;
         if let Some(swaps) = &self.swaps {
             writeln!(
                 f,
@@ -301,7 +315,8 @@ impl fmt::Display for RunSummary {
 pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
     let has = rt.strategy_capabilities();
     let needs = options.workload.needs();
-    if !has.contains(needs) {
+    // Without barriers (a baseline), any strategy can host any workload.
+    if options.barriers > 0 && !has.contains(needs) {
         return Err(RunError::Unsupported {
             strategy: rt.strategy_name(),
             workload: options.workload,
@@ -311,27 +326,26 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
     }
     let procs = rt.procs();
     let stop = Arc::new(AtomicBool::new(false));
-    let work_units = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(MutatorTally::default());
     let mutators = WaitGroup::new();
     let gc = options.gc.then(|| Gc::start(rt, procs.div_ceil(4)));
-    start_mutators(
-        rt,
-        options.workload,
-        gc.as_ref(),
-        &stop,
-        &work_units,
-        &mutators,
-    );
+    let started = Instant::now();
+    start_mutators(rt, options.workload, gc.as_ref(), &stop, &tally, &mutators);
     let gc_run = gc.as_ref().map(|gc| gc_cycles(rt, gc));
     let swapper = options.rotation.clone().map(|r| swaps(rt, r));
-    let barriers = options.barriers;
+    let (barriers, duration) = (options.barriers, options.duration);
     let shared = Arc::clone(&rt.shared);
     let result = rt.block_on(move || -> Result<_, BarrierError> {
+        let deadline = duration.map(|d| Instant::now() + d);
+        let past_deadline = || deadline.is_some_and(|d| Instant::now() >= d);
         let mut latency = latency_histogram();
         let mut by_strategy: Vec<(String, Histogram<u64>)> = Vec::new();
         let (mut cpu, mut by_themselves, mut by_requester) = (Duration::ZERO, 0, 0);
         let flushed: Arc<[AtomicU64]> = (0..procs).map(|_| AtomicU64::new(0)).collect();
         for _ in 0..barriers {
+            if past_deadline() {
+                break;
+            }
             let world = safepoint::acquire_world();
             // No swap while the world is held: this is the strategy the barrier runs.
             let strategy = shared.strategy().name.clone();
@@ -354,12 +368,18 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
             by_themselves += u64::from(report.by_themselves);
             by_requester += u64::from(report.by_requester);
         }
+        if barriers == 0
+            && let Some(d) = duration
+        {
+            runtime::sleep(d);
+        }
         Ok((latency, by_strategy, cpu, by_themselves, by_requester))
     });
     let swaps = swapper.map(Background::finish).transpose()?;
     let gc_summary = gc_run.map(Background::finish);
     stop.store(true, Ordering::Relaxed);
     mutators.wait();
+    let elapsed = started.elapsed();
     let gc_summary = match (gc, gc_summary) {
         (Some(gc), Some(summary)) => Some(final_gc_cycle(rt, &gc, summary?)?),
         _ => None,
@@ -374,7 +394,9 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         requester_cpu,
         by_themselves,
         by_requester,
-        work_units: work_units.load(Ordering::Relaxed),
+        work_units: tally.work_units.load(Ordering::Relaxed),
+        elapsed,
+        eintrs: tally.eintrs.load(Ordering::Relaxed),
         counters: rt.strategy_counters(),
         gc: gc_summary,
         by_strategy: if swaps.is_some() {
@@ -516,12 +538,19 @@ enum Mutator {
     Spinner,
 }
 
+/// What the mutators did, added up as each exits.
+#[derive(Default)]
+struct MutatorTally {
+    work_units: AtomicU64,
+    eintrs: AtomicU64,
+}
+
 fn start_mutators(
     rt: &Runtime,
     workload: Workload,
     gc: Option<&Arc<Gc>>,
     stop: &Arc<AtomicBool>,
-    work_units: &Arc<AtomicU64>,
+    tally: &Arc<MutatorTally>,
     wg: &WaitGroup,
 ) {
     // One P is left to the requester.
@@ -536,7 +565,7 @@ fn start_mutators(
         Workload::NoPoll => vec![Mutator::Spinner; others],
     };
     for (i, kind) in kinds.into_iter().enumerate() {
-        let (stop, work_units, wg) = (Arc::clone(stop), Arc::clone(work_units), wg.clone());
+        let (stop, tally, wg) = (Arc::clone(stop), Arc::clone(tally), wg.clone());
         let gc = gc.cloned();
         wg.add(1);
         let name = match kind {
@@ -550,7 +579,7 @@ fn start_mutators(
         rt.spawn(name, move || {
             let gc: Option<GcMutator> = gc.map(|gc| gc.mutator());
             let mut x = i as u64;
-            let mut units = 0;
+            let (mut units, mut eintrs) = (0, 0u32);
             while !stop.load(Ordering::Relaxed) {
                 if let Some(gc) = &gc {
                     if units % GC_RECORD_EVERY == 0 {
@@ -565,7 +594,9 @@ fn start_mutators(
                         runtime::poll();
                     }
                     Mutator::Blocker => {
-                        runtime::blocking(|| std::thread::sleep(Duration::from_micros(50)));
+                        eintrs += runtime::blocking(|| {
+                            sys::sleep_counting_interrupts(Duration::from_micros(50))
+                        });
                     }
                     Mutator::Sleeper => runtime::sleep(Duration::from_micros(100)),
                     Mutator::Spinner => x = work(x),
@@ -574,7 +605,8 @@ fn start_mutators(
             }
             std::hint::black_box(x);
             drop(gc);
-            work_units.fetch_add(units, Ordering::Relaxed);
+            tally.work_units.fetch_add(units, Ordering::Relaxed);
+            tally.eintrs.fetch_add(u64::from(eintrs), Ordering::Relaxed);
             wg.done();
         });
     }

@@ -37,6 +37,7 @@ fn strategies_rotate_every_millisecond_under_gc_and_barriers() {
     let options = RunOptions {
         workload: Workload::Mixed,
         barriers: 3000,
+        duration: None,
         gc: true,
         rotation: Some(Rotation {
             strategies: strategies.clone(),

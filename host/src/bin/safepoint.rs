@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use safepoint_host::compare::{self, CompareOptions};
 use safepoint_host::gc::{self, DeadlockMode};
 use safepoint_host::plugin::{self, LoadError, Plugin, SearchPath};
 use safepoint_host::runtime::Runtime;
@@ -24,6 +26,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Compare strategies side by side with the hardware floor of each mechanism: barrier
+    /// time by P count and workload, requester CPU, mutator slowdown, signals and EINTRs.
+    Compare(CompareArgs),
     /// List the plugins found on the search path, and whether each loads.
     List(ListArgs),
     /// Start the runtime, run a workload, and perform barriers from a goroutine.
@@ -86,6 +91,39 @@ struct PathArgs {
     /// A directory to search for plugins before the default path (repeatable).
     #[arg(long = "plugin-path", value_name = "DIR")]
     plugin_path: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Strategies to compare [default: every plugin found, except test plugins].
+    #[arg(long, value_name = "SPEC,SPEC,...", value_delimiter = ',')]
+    strategies: Vec<String>,
+    /// P counts [default: 1,2,4,8; --quick: 1,2,4].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1024))]
+    procs: Vec<u32>,
+    /// Workloads [default: all; --quick: poll,mixed,nopoll].
+    #[arg(long, value_delimiter = ',', value_parser = parse_workload)]
+    workloads: Vec<Workload>,
+    /// Barriers per row, at most [default: 2000; --quick: 500].
+    #[arg(long)]
+    barriers: Option<u64>,
+    /// Time per row, at most [default: 500ms; --quick: 150ms].
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// A smaller matrix: about ten seconds instead of about a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the results as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw barrier time against P count as SVG.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    path: PathArgs,
 }
 
 #[derive(Args, Debug)]
@@ -175,6 +213,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Compare(args) => compare(&args),
         Command::List(args) => list(&args),
         Command::Run(args) => run(&args),
         Command::Demo(Demo::Deadlock(args)) => deadlock(&args),
@@ -194,6 +233,75 @@ fn main() -> ExitCode {
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn compare(args: &CompareArgs) -> CliResult {
+    let strategies = if args.strategies.is_empty() {
+        let search = SearchPath::new(&args.path.plugin_path);
+        let mut found: Vec<(Plugin, String)> = Vec::new();
+        for path in search.discover() {
+            // Test plugins beside the shipped ones misbehave on purpose.
+            if plugin::name_of_file(&path).is_some_and(|n| n.starts_with("test_")) {
+                continue;
+            }
+            match plugin::load_path(&path) {
+                Ok(p) if !found.iter().any(|(f, _)| f.name() == p.name()) => {
+                    found.push((p, String::new()));
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("safepoint: skipping {}: {e}", path.display()),
+            }
+        }
+        found
+    } else {
+        args.strategies
+            .iter()
+            .map(|spec| load_strategy(spec, &args.path))
+            .collect::<Result<_, _>>()?
+    };
+    if strategies.is_empty() {
+        return Err(
+            "no strategies to compare; build them with `cargo build --release --workspace`".into(),
+        );
+    }
+    let mut options = if args.quick {
+        CompareOptions::quick(strategies)
+    } else {
+        CompareOptions::full(strategies)
+    };
+    if !args.procs.is_empty() {
+        options.procs = args.procs.iter().map(|p| *p as usize).collect();
+    }
+    if !args.workloads.is_empty() {
+        options.workloads.clone_from(&args.workloads);
+    }
+    options.barriers = args.barriers.unwrap_or(options.barriers);
+    options.duration = args.duration.unwrap_or(options.duration);
+    let progress =
+        ProgressBar::with_draw_target(Some(options.steps()), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
+            .expect("a valid progress template"),
+    );
+    let comparison = compare::compare(&options, |label| {
+        progress.set_message(label.to_owned());
+        progress.inc(1);
+    })?;
+    progress.finish_and_clear();
+    print!("{}", comparison.table());
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = &args.json {
+        write(path, comparison.json())?;
+    }
+    if let Some(path) = &args.csv {
+        write(path, comparison.csv())?;
+    }
+    if let Some(path) = &args.svg {
+        compare::write_svg(&comparison, path)?;
+    }
+    Ok(())
+}
 
 fn list(args: &ListArgs) -> CliResult {
     let search = SearchPath::new(&args.path.plugin_path);
@@ -283,6 +391,7 @@ fn run(args: &RunArgs) -> CliResult {
     let options = RunOptions {
         workload: args.workload,
         barriers: args.barriers,
+        duration: None,
         gc: args.gc,
         rotation,
     };

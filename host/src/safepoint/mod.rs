@@ -230,16 +230,21 @@ fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, Barr
         .map(|p| p.status.load() != PStatus::Dead)
         .collect();
     let tally = Arc::new(Tally::new(shared.ps.len(), current_p().map(|p| p.id)));
-    let start = Instant::now();
+    let f = counted_fn(&tally, f);
+    shared.set_in_flight(Some(InFlight::new(
+        shared,
+        &strategy.name,
+        &tally,
+        Instant::now(),
+    )));
+    // The thread CPU clock is a system call (hundreds of ns): read it outside the window
+    // that `duration` measures.
     let cpu_start = sys::thread_cpu_nanos();
-    shared.set_in_flight(Some(InFlight::new(shared, &strategy.name, &tally, start)));
-    let result = strategy
-        .object
-        .for_each_p_internal(counted_fn(&tally, f))
-        .into_result();
-    shared.set_in_flight(None);
+    let start = Instant::now();
+    let result = strategy.object.for_each_p_internal(f).into_result();
     let duration = start.elapsed();
     let requester_cpu = Duration::from_nanos(sys::thread_cpu_nanos().saturating_sub(cpu_start));
+    shared.set_in_flight(None);
     let name = || strategy.name.clone();
     result.map_err(|error| BarrierError::Strategy {
         strategy: name(),

@@ -6,6 +6,8 @@
 mod altstack;
 mod coroutine;
 pub(crate) mod dl;
+pub(crate) mod futex;
+pub(crate) mod signal;
 
 pub(crate) use altstack::AltStack;
 pub(crate) use coroutine::{GStack, Resumed, Suspender};
@@ -38,4 +40,29 @@ pub(crate) fn monotonic_nanos() -> u64 {
 /// CPU time consumed by the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
 pub(crate) fn thread_cpu_nanos() -> u64 {
     clock_nanos(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// `nanosleep` for `duration`, without retrying: returns how many times a signal
+/// interrupted it (EINTR), for the EINTR count of the syscall workload.
+pub(crate) fn sleep_counting_interrupts(duration: std::time::Duration) -> u32 {
+    let mut request = libc::timespec {
+        tv_sec: duration.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(duration.subsec_nanos() as i32),
+    };
+    let mut interrupts = 0;
+    loop {
+        let mut remaining = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: both pointers are to valid timespecs owned by this frame.
+        if unsafe { libc::nanosleep(&request, &mut remaining) } == 0 {
+            return interrupts;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return interrupts;
+        }
+        interrupts += 1;
+        request = remaining;
+    }
 }

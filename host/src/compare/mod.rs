@@ -1,0 +1,432 @@
+//! `safepoint compare`: every strategy, under every workload, at every P count, side by side
+//! with the hardware floor of its mechanism, in one run.
+//!
+//! For each (P count, workload) the mutators first run alone, for the mutator throughput
+//! without barriers. Then each strategy runs the same workload with barriers back to back
+//! for the same time (or until its barrier count), and the row reports its barrier times,
+//! their ratio to the floor, the requester's CPU per barrier, how much the mutators slowed
+//! down, and the signals and EINTRs it caused. A strategy that cannot run a workload gets a
+//! row saying why instead.
+
+mod machine;
+mod svg;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::floor::Floor;
+use crate::plugin::{LoadError, Plugin};
+use crate::runtime::Runtime;
+use crate::workload::{self, RunError, RunOptions, RunSummary, Workload};
+
+pub use machine::Machine;
+pub use svg::write_svg;
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// The strategies, each with its config.
+    pub strategies: Vec<(Plugin, String)>,
+    /// P counts.
+    pub procs: Vec<usize>,
+    /// Workloads.
+    pub workloads: Vec<Workload>,
+    /// Barriers per row, at most.
+    pub barriers: u64,
+    /// Time per row, at most; also the length of each baseline.
+    pub duration: Duration,
+    /// Samples per floor.
+    pub floor_samples: u64,
+}
+
+impl CompareOptions {
+    /// The default matrix: about a minute on a 2-core machine.
+    pub fn full(strategies: Vec<(Plugin, String)>) -> CompareOptions {
+        CompareOptions {
+            strategies,
+            procs: vec![1, 2, 4, 8],
+            workloads: Workload::ALL.to_vec(),
+            barriers: 2000,
+            duration: Duration::from_millis(500),
+            floor_samples: 2000,
+        }
+    }
+
+    /// `--quick`: about ten seconds.
+    pub fn quick(strategies: Vec<(Plugin, String)>) -> CompareOptions {
+        CompareOptions {
+            procs: vec![1, 2, 4],
+            workloads: vec![Workload::Poll, Workload::Mixed, Workload::NoPoll],
+            barriers: 500,
+            duration: Duration::from_millis(150),
+            floor_samples: 500,
+            ..CompareOptions::full(strategies)
+        }
+    }
+
+    /// How many steps [`compare`] reports to its progress callback.
+    pub fn steps(&self) -> u64 {
+        let cells = (self.procs.len() * self.workloads.len()) as u64;
+        Floor::ALL.len() as u64 + cells * (1 + self.strategies.len() as u64)
+    }
+}
+
+/// A floor, measured in the same run.
+#[derive(Clone, Debug, Serialize)]
+pub struct FloorResult {
+    /// Which primitive.
+    pub floor: String,
+    /// Median round trip, nanoseconds.
+    pub p50_ns: u64,
+    /// 99th percentile, nanoseconds.
+    pub p99_ns: u64,
+    /// Slowest, nanoseconds.
+    pub max_ns: u64,
+}
+
+/// One row: a strategy, a P count and a workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The strategy's name.
+    pub strategy: String,
+    /// Ps.
+    pub procs: usize,
+    /// The workload.
+    pub workload: String,
+    /// The floor this strategy is compared with.
+    pub floor: String,
+    /// The figures, or why there are none.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// A row's figures.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The strategy ran the workload.
+    Measured {
+        /// Barriers done.
+        barriers: u64,
+        /// Median barrier time, nanoseconds.
+        p50_ns: u64,
+        /// 99th percentile, nanoseconds.
+        p99_ns: u64,
+        /// Slowest barrier, nanoseconds.
+        max_ns: u64,
+        /// p50 over the floor's p50.
+        p50_over_floor: f64,
+        /// Requester CPU time per barrier, nanoseconds.
+        requester_cpu_ns: u64,
+        /// Mutator throughput lost against the same workload without barriers, in percent
+        /// (negative: noise in its favour).
+        mutator_slowdown_pct: f64,
+        /// Signals the strategy sent, if it counts them.
+        signals_sent: Option<u64>,
+        /// Blocking calls a signal interrupted.
+        eintrs: u64,
+    },
+    /// The strategy cannot run the workload.
+    NotApplicable {
+        /// Why.
+        reason: String,
+    },
+    /// The run failed: a broken contract, a failed barrier.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// A whole comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// Where it ran.
+    pub machine: Machine,
+    /// The floors.
+    pub floors: Vec<FloorResult>,
+    /// One row per strategy, P count and workload.
+    pub rows: Vec<Row>,
+}
+
+/// Why a comparison failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// A runtime could not start.
+    #[error(transparent)]
+    Start(#[from] Box<LoadError>),
+    /// A run failed (a barrier, the GC, a broken contract).
+    #[error("{strategy}, {procs} Ps, workload {workload}: {error}")]
+    Run {
+        /// The strategy.
+        strategy: String,
+        /// Ps.
+        procs: usize,
+        /// The workload.
+        workload: Workload,
+        /// What failed.
+        #[source]
+        error: Box<RunError>,
+    },
+}
+
+/// Runs the comparison; `step(label)` is called before each step, for progress.
+pub fn compare(
+    options: &CompareOptions,
+    mut step: impl FnMut(&str),
+) -> Result<Comparison, CompareError> {
+    let mut floors = Vec::new();
+    for floor in Floor::ALL {
+        step(&format!("floor: {floor}"));
+        let h = floor.histogram(options.floor_samples);
+        floors.push(FloorResult {
+            floor: floor.name().to_owned(),
+            p50_ns: h.value_at_quantile(0.5),
+            p99_ns: h.value_at_quantile(0.99),
+            max_ns: h.max(),
+        });
+    }
+    let floor_p50 = |floor: Floor| {
+        floors
+            .iter()
+            .find(|f| f.floor == floor.name())
+            .map_or(1, |f| f.p50_ns.max(1))
+    };
+    let mut rows = Vec::new();
+    for &procs in &options.procs {
+        for &workload in &options.workloads {
+            let (first, first_config) = &options.strategies[0];
+            step(&format!("{procs} Ps, {workload}: mutators alone"));
+            let baseline = run_one(first, first_config, procs, workload, 0, options.duration)?;
+            for (plugin, config) in &options.strategies {
+                step(&format!("{procs} Ps, {workload}: {}", plugin.name()));
+                let floor = Floor::of(plugin.capabilities());
+                let outcome = if plugin.capabilities().contains(workload.needs()) {
+                    match run_one(
+                        plugin,
+                        config,
+                        procs,
+                        workload,
+                        options.barriers,
+                        options.duration,
+                    ) {
+                        Ok(summary) => measured(&summary, &baseline, floor_p50(floor)),
+                        Err(e) => Outcome::Failed {
+                            error: e.to_string(),
+                        },
+                    }
+                } else {
+                    Outcome::NotApplicable {
+                        reason: format!(
+                            "needs {}, which {} lacks",
+                            workload.needs(),
+                            plugin.name()
+                        ),
+                    }
+                };
+                rows.push(Row {
+                    strategy: plugin.name().to_owned(),
+                    procs,
+                    workload: workload.name().to_owned(),
+                    floor: floor.name().to_owned(),
+                    outcome,
+                });
+            }
+        }
+    }
+    Ok(Comparison {
+        machine: Machine::this_one(),
+        floors,
+        rows,
+    })
+}
+
+fn run_one(
+    plugin: &Plugin,
+    config: &str,
+    procs: usize,
+    workload: Workload,
+    barriers: u64,
+    duration: Duration,
+) -> Result<RunSummary, CompareError> {
+    let run_error = |error| CompareError::Run {
+        strategy: plugin.name().to_owned(),
+        procs,
+        workload,
+        error: Box::new(error),
+    };
+    let rt = Runtime::builder()
+        .procs(procs)
+        .build(plugin, config)
+        .map_err(Box::new)?;
+    let options = RunOptions {
+        workload,
+        barriers,
+        duration: Some(duration),
+        gc: false,
+        rotation: None,
+    };
+    workload::run(&rt, &options).map_err(run_error)
+}
+
+fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outcome {
+    let h = &summary.latency;
+    let rate = |s: &RunSummary| s.work_units as f64 / s.elapsed.as_secs_f64().max(1e-9);
+    let slowdown = if rate(baseline) > 0.0 {
+        100.0 * (1.0 - rate(summary) / rate(baseline))
+    } else {
+        0.0
+    };
+    let barriers = h.len();
+    Outcome::Measured {
+        barriers,
+        p50_ns: h.value_at_quantile(0.5),
+        p99_ns: h.value_at_quantile(0.99),
+        max_ns: h.max(),
+        p50_over_floor: h.value_at_quantile(0.5) as f64 / floor_p50 as f64,
+        requester_cpu_ns: summary.requester_cpu.as_nanos() as u64 / barriers.max(1),
+        mutator_slowdown_pct: slowdown,
+        signals_sent: summary
+            .counters
+            .iter()
+            .find(|(name, _)| name == "signals sent")
+            .map(|(_, v)| *v),
+        eintrs: summary.eintrs,
+    }
+}
+
+/// Nanoseconds, in the unit that reads best.
+pub fn human_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        _ => format!("{:.2} ms", ns as f64 / 1e6),
+    }
+}
+
+impl Comparison {
+    /// The table `safepoint compare` prints.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.machine);
+        let _ = writeln!(out, "\nfloors (same run):");
+        for f in &self.floors {
+            let _ = writeln!(
+                out,
+                "  {:<24} p50 {:>9}  p99 {:>9}  max {:>9}",
+                f.floor,
+                human_ns(f.p50_ns),
+                human_ns(f.p99_ns),
+                human_ns(f.max_ns)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{:<10} {:>3} {:<8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>8} {:>7}",
+            "strategy",
+            "Ps",
+            "workload",
+            "p50",
+            "p99",
+            "max",
+            "p50/floor",
+            "req CPU",
+            "slowdown",
+            "signals",
+            "EINTRs"
+        );
+        for row in &self.rows {
+            let _ = write!(
+                out,
+                "{:<10} {:>3} {:<8} ",
+                row.strategy, row.procs, row.workload
+            );
+            let _ = match &row.outcome {
+                Outcome::Measured {
+                    p50_ns,
+                    p99_ns,
+                    max_ns,
+                    p50_over_floor,
+                    requester_cpu_ns,
+                    mutator_slowdown_pct,
+                    signals_sent,
+                    eintrs,
+                    ..
+                } => writeln!(
+                    out,
+                    "{:>9} {:>9} {:>9} {:>8.1}x {:>10} {:>8.1}% {:>8} {:>7}",
+                    human_ns(*p50_ns),
+                    human_ns(*p99_ns),
+                    human_ns(*max_ns),
+                    p50_over_floor,
+                    human_ns(*requester_cpu_ns),
+                    mutator_slowdown_pct,
+                    signals_sent.map_or("-".to_owned(), |s| s.to_string()),
+                    eintrs
+                ),
+                Outcome::NotApplicable { reason } => writeln!(out, "n/a: {reason}"),
+                Outcome::Failed { error } => writeln!(out, "FAILED: {error}"),
+            };
+        }
+        out
+    }
+
+    /// The same data as CSV, one row per table row, the machine and floors as comments.
+    pub fn csv(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# {}", self.machine);
+        for f in &self.floors {
+            let _ = writeln!(
+                out,
+                "# floor,{},{},{},{}",
+                f.floor, f.p50_ns, f.p99_ns, f.max_ns
+            );
+        }
+        let _ = writeln!(
+            out,
+            "strategy,procs,workload,floor,status,barriers,p50_ns,p99_ns,max_ns,p50_over_floor,requester_cpu_ns,mutator_slowdown_pct,signals_sent,eintrs,reason"
+        );
+        for row in &self.rows {
+            let _ = write!(
+                out,
+                "{},{},{},{},",
+                row.strategy, row.procs, row.workload, row.floor
+            );
+            let _ = match &row.outcome {
+                Outcome::Measured {
+                    barriers,
+                    p50_ns,
+                    p99_ns,
+                    max_ns,
+                    p50_over_floor,
+                    requester_cpu_ns,
+                    mutator_slowdown_pct,
+                    signals_sent,
+                    eintrs,
+                } => writeln!(
+                    out,
+                    "measured,{barriers},{p50_ns},{p99_ns},{max_ns},{p50_over_floor:.3},{requester_cpu_ns},{mutator_slowdown_pct:.2},{},{eintrs},",
+                    signals_sent.map_or(String::new(), |s| s.to_string())
+                ),
+                Outcome::NotApplicable { reason } => {
+                    writeln!(
+                        out,
+                        "not_applicable,,,,,,,,,,\"{}\"",
+                        reason.replace('"', "'")
+                    )
+                }
+                Outcome::Failed { error } => {
+                    writeln!(out, "failed,,,,,,,,,,\"{}\"", error.replace('"', "'"))
+                }
+            };
+        }
+        out
+    }
+
+    /// The same data as JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a comparison serialises")
+    }
+}
