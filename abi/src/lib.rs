@@ -13,6 +13,10 @@
 //! - [`Host`], the vtable the plugin calls back: P status, poll words, parked-P stopping,
 //!   thread ids, time and logging.
 //!
+//! Beside the ABI, a few helpers that every strategy built on poll words needs and that never
+//! cross the boundary: [`PendingPs`] (pending flags, the barrier's function, serving a P),
+//! [`parse_config`] and [`parse_config_duration`] for the config string, [`Counter::read`].
+//!
 //! # Versioning
 //!
 //! Every plugin exports [`ABI_VERSION`] under the symbol [`ABI_VERSION_SYMBOL`] with
@@ -31,8 +35,12 @@
 // abi_stable 0.11's `sabi_trait` expands to impls inside a const block.
 #![allow(non_local_definitions)]
 
+mod pending;
+
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
@@ -40,6 +48,7 @@ use abi_stable::std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 
 pub use abi_stable;
+pub use pending::{CachePadded, PendingPs, Round};
 
 /// A version of this ABI. Its layout is frozen: the loader reads it from a plugin before
 /// anything else, so it must read the same in every version.
@@ -273,6 +282,11 @@ impl PluginError {
             message: message.into().into(),
         }
     }
+
+    /// An [`ErrorKind::InvalidConfig`] error at `entry_point`.
+    pub fn invalid_config(entry_point: &str, message: impl Into<String>) -> PluginError {
+        PluginError::new(ErrorKind::InvalidConfig, entry_point, message)
+    }
 }
 
 impl fmt::Display for PluginError {
@@ -316,6 +330,16 @@ pub struct Counter {
     pub name: RString,
     /// Its value since the strategy was constructed.
     pub value: u64,
+}
+
+impl Counter {
+    /// The counter `name`, with the current value of `value` (relaxed).
+    pub fn read(name: &str, value: &AtomicU64) -> Counter {
+        Counter {
+            name: name.into(),
+            value: value.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The function a barrier runs for each P: Go's `fn(*p)`.
@@ -478,4 +502,48 @@ pub fn parse_config<'a>(
                 })
         })
         .collect()
+}
+
+/// Parses the value of config key `key` as a duration: a whole number and a unit, `ns`,
+/// `us` (or `µs`), `ms` or `s`.
+///
+/// ```
+/// use std::time::Duration;
+/// use safepoint_abi::parse_config_duration;
+///
+/// assert_eq!(parse_config_duration("new", "repoke", "250us"), Ok(Duration::from_micros(250)));
+/// assert_eq!(parse_config_duration("new", "repoke", "2ms"), Ok(Duration::from_millis(2)));
+/// let err = parse_config_duration("new", "repoke", "2").unwrap_err();
+/// assert_eq!(err.message.as_str(), "repoke=2: expected a whole number and a unit (ns, us, ms, s), e.g. 500us");
+/// ```
+pub fn parse_config_duration(
+    entry_point: &str,
+    key: &str,
+    value: &str,
+) -> Result<Duration, PluginError> {
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(digits);
+    let nanos_per_unit: u64 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| nanos_per_unit != 0)
+        .and_then(|n| n.checked_mul(nanos_per_unit))
+        .map(Duration::from_nanos)
+        .ok_or_else(|| {
+            PluginError::invalid_config(
+                entry_point,
+                format!(
+                    "{key}={value}: expected a whole number and a unit (ns, us, ms, s), e.g. 500us"
+                ),
+            )
+        })
 }
