@@ -90,6 +90,101 @@ macro_rules! export_abi_version {
     };
 }
 
+/// Exports a strategy plugin: its ABI version ([`export_abi_version!`]) and its root module,
+/// `root_module`, whose constructor calls `new(host, config)` inside [`catch_panic`].
+///
+/// `new` is anything callable as `fn(HostRef, &str) -> Result<S, PluginError>` where `S`
+/// implements [`Strategy`]. The plugin crate depends on `abi_stable` itself, as
+/// `#[export_root_module]` needs.
+///
+/// ```
+/// use abi_stable::std_types::{RResult, RVec};
+/// use safepoint_abi::{Capabilities, Counter, ErrorKind, HostRef, PId, PluginError};
+/// use safepoint_abi::{SafePointFnArc, Strategy};
+///
+/// /// A skeleton that refuses every barrier.
+/// struct Skeleton;
+///
+/// impl Strategy for Skeleton {
+///     fn for_each_p_internal(&self, _f: SafePointFnArc) -> RResult<(), PluginError> {
+///         Err(PluginError::new(ErrorKind::Unsupported, "for_each_p_internal", "a skeleton"))
+///             .into()
+///     }
+///
+///     fn on_poll(&self, _p: PId) -> RResult<(), PluginError> {
+///         Ok(()).into()
+///     }
+///
+///     fn counters(&self) -> RVec<Counter> {
+///         RVec::new()
+///     }
+/// }
+///
+/// safepoint_abi::export_strategy! {
+///     name: "skeleton",
+///     description: "refuses every barrier",
+///     capabilities: Capabilities::NONE,
+///     new: |_host: HostRef, _config: &str| Ok::<_, PluginError>(Skeleton),
+/// }
+///
+/// fn main() {
+///     let module = root_module();
+///     assert_eq!(module.name()().as_str(), "skeleton");
+///     assert_eq!(module.capabilities()(), Capabilities::NONE);
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_strategy {
+    (
+        name: $name:literal,
+        description: $description:literal,
+        capabilities: $capabilities:expr,
+        new: $new:expr $(,)?
+    ) => {
+        $crate::export_abi_version!();
+
+        /// The plugin's root module.
+        #[$crate::abi_stable::export_root_module]
+        pub fn root_module() -> $crate::StrategyModRef {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            use $crate::abi_stable::std_types::{RResult, RStr};
+
+            extern "C" fn name() -> RStr<'static> {
+                RStr::from_str($name)
+            }
+
+            extern "C" fn description() -> RStr<'static> {
+                RStr::from_str($description)
+            }
+
+            extern "C" fn capabilities() -> $crate::Capabilities {
+                $capabilities
+            }
+
+            extern "C" fn new(
+                host: $crate::HostRef,
+                config: RStr<'_>,
+            ) -> RResult<$crate::StrategyBox, $crate::PluginError> {
+                $crate::catch_panic("new", || {
+                    let strategy = ($new)(host, config.as_str())?;
+                    Ok($crate::Strategy_TO::from_value(
+                        strategy,
+                        $crate::abi_stable::sabi_trait::TD_Opaque,
+                    ))
+                })
+            }
+
+            $crate::StrategyMod {
+                name,
+                description,
+                capabilities,
+                new,
+            }
+            .leak_into_prefix()
+        }
+    };
+}
+
 /// A P's index, `0..procs`.
 #[repr(transparent)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -432,19 +527,29 @@ pub trait Strategy: Send + Sync {
     /// armed. Called on that M, outside any non-preemptible region.
     fn on_poll(&self, p: PId) -> RResult<(), PluginError>;
 
-    /// An M has started, on its own thread; called before it runs any goroutine.
-    fn attach_thread(&self, m: MId, thread: OsThread) -> RResult<(), PluginError>;
+    /// An M has started, on its own thread; called before it runs any goroutine. By default,
+    /// nothing to do.
+    fn attach_thread(&self, m: MId, thread: OsThread) -> RResult<(), PluginError> {
+        let _ = (m, thread);
+        RResult::ROk(())
+    }
 
-    /// An M is stopping, on its own thread; it runs no goroutine after this.
-    fn detach_thread(&self, m: MId) -> RResult<(), PluginError>;
+    /// An M is stopping, on its own thread; it runs no goroutine after this. By default,
+    /// nothing to do.
+    fn detach_thread(&self, m: MId) -> RResult<(), PluginError> {
+        let _ = m;
+        RResult::ROk(())
+    }
 
     /// Named counters for the run summary.
     fn counters(&self) -> RVec<Counter>;
 
     /// Retires the strategy: uninstall handlers, stop helper threads. No barrier is in
-    /// flight and no code of the strategy runs after it returns.
+    /// flight and no code of the strategy runs after it returns. By default, nothing to do.
     #[sabi(last_prefix_field)]
-    fn shutdown(&self) -> RResult<(), PluginError>;
+    fn shutdown(&self) -> RResult<(), PluginError> {
+        RResult::ROk(())
+    }
 }
 
 /// An owned strategy object.

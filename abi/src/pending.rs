@@ -75,6 +75,32 @@ impl PendingPs {
         Round { own, others }
     }
 
+    /// The requester's pass over the round, once its count of acknowledgements is set: arms
+    /// every other P (all before serving any, so that running Ps head for their safe points at
+    /// once), runs `f` for its own P, then serves each parked P on its behalf
+    /// ([`PendingPs::serve_if_parked`]) and calls `acknowledge` for each one it served. A P it
+    /// cannot stop is running and serves itself at its next safe point: the host closes the
+    /// race with parking, so one pass is enough.
+    pub fn arm_and_serve_parked(
+        &self,
+        host: &HostRef,
+        round: &Round,
+        f: &SafePointFnArc,
+        mut acknowledge: impl FnMut(),
+    ) {
+        for &p in &round.others {
+            host.arm_poll(p);
+        }
+        if let Some(own) = round.own {
+            f.call(own);
+        }
+        for &p in &round.others {
+            if self.serve_if_parked(host, p, f) {
+                acknowledge();
+            }
+        }
+    }
+
     /// Ends the barrier: forgets `f`. Every P of the round has acknowledged.
     pub fn end(&self) {
         *self.f.write().expect("f lock poisoned") = None;
@@ -247,19 +273,18 @@ mod tests {
     }
 
     #[test]
-    fn a_parked_p_is_served_by_the_requester_and_released() {
+    fn the_requester_arms_runs_its_own_and_serves_the_parked_ps() {
         let (host, fake, calls, f) = setup();
         let pending = PendingPs::new(4);
         let round = pending.begin(&host, &f);
-        for &p in &round.others {
-            host.arm_poll(p);
-        }
-        assert!(!pending.serve_if_parked(&host, PId(1), &f), "P1 runs");
-        assert!(pending.serve_if_parked(&host, PId(2), &f), "P2 is idle");
+        let mut acks = 0;
+        pending.arm_and_serve_parked(&host, &round, &f, || acks += 1);
+        assert_eq!(acks, 1, "P2 is idle, P1 runs");
+        assert_eq!(count(&calls), [1, 0, 1, 0]);
+        assert_eq!(armed(&fake), [false, true, false, false]);
         assert_eq!(host.p_status(PId(2)), PStatus::Idle, "released");
         assert!(!pending.serve_if_parked(&host, PId(2), &f), "served once");
-        assert_eq!(count(&calls), [0, 0, 1, 0]);
-        assert_eq!(armed(&fake), [false, true, false, false]);
+        assert!(pending.is_pending(PId(1)));
     }
 
     #[test]
@@ -267,13 +292,11 @@ mod tests {
         let (host, fake, calls, f) = setup();
         let pending = PendingPs::new(4);
         let round = pending.begin(&host, &f);
-        for &p in &round.others {
-            host.arm_poll(p);
-        }
+        pending.arm_and_serve_parked(&host, &round, &f, || {});
         assert!(pending.serve_at_safe_point(&host, PId(1)));
         assert!(!pending.serve_at_safe_point(&host, PId(1)), "a stale arm");
         pending.end();
-        assert_eq!(count(&calls), [0, 1, 0, 0]);
-        assert_eq!(armed(&fake), [false, false, true, false]);
+        assert_eq!(count(&calls), [1, 1, 1, 0]);
+        assert_eq!(armed(&fake), [false; 4]);
     }
 }

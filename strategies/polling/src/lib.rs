@@ -8,47 +8,17 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use abi_stable::export_root_module;
-use abi_stable::prefix_type::PrefixTypeTrait;
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RVec};
+use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
-    CachePadded, Capabilities, Counter, HostRef, MId, OsThread, PId, PendingPs, PluginError,
-    SafePointFnArc, Strategy, Strategy_TO, StrategyBox, StrategyMod, StrategyModRef, catch_panic,
-    parse_config,
+    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, SafePointFnArc,
+    Strategy, catch_panic, parse_config,
 };
 
-safepoint_abi::export_abi_version!();
-
-/// The plugin's root module.
-#[export_root_module]
-pub fn root_module() -> StrategyModRef {
-    StrategyMod {
-        name,
-        description,
-        capabilities,
-        new,
-    }
-    .leak_into_prefix()
-}
-
-extern "C" fn name() -> RStr<'static> {
-    RStr::from_str("polling")
-}
-
-extern "C" fn description() -> RStr<'static> {
-    RStr::from_str("arms each P's poll word; the requester spins with bounded backoff")
-}
-
-extern "C" fn capabilities() -> Capabilities {
-    Capabilities::NONE
-}
-
-extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, PluginError> {
-    catch_panic("new", || {
-        let polling = Polling::new(host, config.as_str())?;
-        Ok(Strategy_TO::from_value(polling, TD_Opaque))
-    })
+safepoint_abi::export_strategy! {
+    name: "polling",
+    description: "arms each P's poll word; the requester spins with bounded backoff",
+    capabilities: Capabilities::NONE,
+    new: Polling::new,
 }
 
 /// Spin rounds before the requester starts yielding its thread. Round `i` spins `2^i` times.
@@ -124,21 +94,10 @@ impl Strategy for Polling {
             self.barriers.fetch_add(1, Ordering::Relaxed);
             let round = self.pending.begin(&self.host, &f);
             self.remaining.store(round.others.len(), Ordering::Relaxed);
-            // 1. Arm every P first, so that running Ps start towards a safe point at once.
-            for &p in &round.others {
-                self.host.arm_poll(p);
-            }
-            if let Some(own) = round.own {
-                f.call(own);
-            }
-            // 2. Serve the parked Ps ourselves. A P we cannot stop is running and will
-            //    serve itself (the host closes the race with parking).
-            for &p in &round.others {
-                if self.pending.serve_if_parked(&self.host, p, &f) {
-                    self.acknowledge();
-                }
-            }
-            // 3. Wait for the running Ps.
+            // Arm every P, run f for our own, serve the parked ones.
+            self.pending
+                .arm_and_serve_parked(&self.host, &round, &f, || self.acknowledge());
+            // Wait for the running Ps.
             self.wait_for_acks();
             self.pending.end();
             Ok(())
@@ -154,22 +113,10 @@ impl Strategy for Polling {
         })
     }
 
-    fn attach_thread(&self, _m: MId, _thread: OsThread) -> RResult<(), PluginError> {
-        RResult::ROk(())
-    }
-
-    fn detach_thread(&self, _m: MId) -> RResult<(), PluginError> {
-        RResult::ROk(())
-    }
-
     fn counters(&self) -> RVec<Counter> {
         RVec::from(vec![
             Counter::read("barriers", &self.barriers),
             Counter::read("requester yields", &self.requester_yields),
         ])
-    }
-
-    fn shutdown(&self) -> RResult<(), PluginError> {
-        RResult::ROk(())
     }
 }
