@@ -2,4 +2,6 @@
 
 mod barrier;
 mod contract;
+mod futex;
 mod loader;
+mod stress;

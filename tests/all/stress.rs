@@ -1,0 +1,34 @@
+//! Stress: 100,000 barriers while goroutines keep joining and leaving (and yielding), sleeping
+//! (their Ps go idle), entering and leaving blocking syscalls (their Ps go to `Syscall` and
+//! back, or are retaken by sysmon), and computing between polls. Every barrier must complete,
+//! with `f` run exactly once per P; a barrier that hangs trips the watchdog of
+//! `block_on_bounded`, which fails the test with the safepoint-timeout report of the late P
+//! and a goroutine dump.
+//!
+//! The 100,000 barriers are spread evenly over the P counts (25,000 at each of 1, 2, 4 and 8
+//! Ps), rather than 100,000 at each: on the 2-core CI machine that keeps the test under a
+//! minute, and each count stays far inside the watchdog.
+
+use safepoint_tests::{Kind, P_COUNTS, shipped};
+
+use crate::barrier::counted_barriers;
+
+const TOTAL_BARRIERS: u64 = 100_000;
+
+/// Every kind of goroutine, churners twice: joining and leaving is the busiest path.
+const KINDS: [Kind; 5] = [
+    Kind::Poller,
+    Kind::Blocker,
+    Kind::Sleeper,
+    Kind::Churner,
+    Kind::Churner,
+];
+
+#[test]
+fn futex_completes_100_000_barriers_while_goroutines_churn_sleep_and_block() {
+    let futex = shipped("futex");
+    let per_count = TOTAL_BARRIERS / P_COUNTS.len() as u64;
+    for procs in P_COUNTS {
+        counted_barriers(&futex, procs, &KINDS, per_count);
+    }
+}
