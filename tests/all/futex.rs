@@ -84,10 +84,16 @@ fn timeouts_so_far(rt: &Weak<Runtime>) -> u64 {
 }
 
 /// A P stays in a non-preemptible region until the requester's wait has timed out: the
-/// requester re-pokes it, goes back to sleep, and the P's acknowledgement at the end of its
-/// region wakes it. The region ends on what the P observes, not on a time.
+/// requester re-pokes it and goes back to sleep, and the barrier completes once the P
+/// acknowledges at the end of its region. The region ends on what the P observes, not on a
+/// time.
+///
+/// That the last acknowledgement's wake reaches a sleeping requester is shown by the loom
+/// model (`strategies/futex/tests/loom_protocol.rs`) and, on the real futex, by the unit test
+/// `sys::tests::a_wake_after_a_change_ends_the_sleep`: here a lost wake would be covered by
+/// the next re-poke, and the wake counter is written after the wake, so it is only bounded.
 #[test]
-fn a_late_p_is_re_poked_and_its_acknowledgement_wakes_the_requester() {
+fn a_late_p_is_re_poked_and_the_barrier_completes() {
     // One P has nobody to be late.
     for procs in P_COUNTS.into_iter().filter(|&n| n >= 2) {
         let rt = runtime(&shipped("futex"), "repoke=1ms", procs);
@@ -113,16 +119,12 @@ fn a_late_p_is_re_poked_and_its_acknowledgement_wakes_the_requester() {
         late_done.wait();
         let c = Counters::of(&rt);
         let (waits, timeouts) = (c.get("futex waits"), c.get("wait timeouts"));
-        assert_eq!(
-            report.by_themselves, 1,
-            "{procs} Ps: the late P served itself"
-        );
+        // The late P cannot be stopped while it runs: it ran f for itself (and other Ps may
+        // have too).
+        assert!(report.by_themselves >= 1, "{procs} Ps: {report:?}");
         assert!(timeouts >= 1, "{procs} Ps: the requester never timed out");
-        assert_eq!(
-            c.get("futex wakes"),
-            1,
-            "{procs} Ps: the late P's acknowledgement wakes the sleeping requester"
-        );
+        let wakes = c.get("futex wakes");
+        assert!(wakes <= 1, "{procs} Ps: {wakes} wakes for one barrier");
         let bound = procs as u64 + timeouts + c.get("wait interruptions");
         assert!(
             waits <= bound,
