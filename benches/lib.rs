@@ -12,7 +12,7 @@ use safepoint_host::workload::work;
 
 /// Every shipped strategy that is built.
 pub fn shipped_strategies() -> Vec<Plugin> {
-    ["polling"]
+    ["polling", "futex"]
         .iter()
         .map(|name| plugin::load(name, &SearchPath::default()).expect("load a shipped strategy"))
         .collect()
@@ -76,24 +76,49 @@ impl PollingWorkload {
 /// The polling floor: `iters` round trips of a cache line between two threads, each side
 /// spinning on the other's write.
 pub fn cache_line_round_trips(iters: u64) -> Duration {
+    round_trips(iters, false)
+}
+
+/// The futex floor: `iters` round trips between two threads, each side asleep until the
+/// other wakes it (`std::thread::park` and `unpark`: a futex wait and wake on Linux).
+pub fn futex_wake_round_trips(iters: u64) -> Duration {
+    round_trips(iters, true)
+}
+
+/// Ping-pong on one cache line: each side writes the next value and waits for the other's,
+/// spinning, or asleep with the writer waking it.
+fn round_trips(iters: u64, sleep: bool) -> Duration {
     let line = Arc::new(AtomicU64::new(0));
+    let wait_for = move |line: &AtomicU64, value: u64| {
+        while line.load(Ordering::Acquire) != value {
+            if sleep {
+                std::thread::park();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    };
+    let main = std::thread::current();
     let echo = {
         let line = Arc::clone(&line);
         std::thread::spawn(move || {
             for i in 0..iters {
-                while line.load(Ordering::Acquire) != 2 * i + 1 {
-                    std::hint::spin_loop();
-                }
+                wait_for(&line, 2 * i + 1);
                 line.store(2 * i + 2, Ordering::Release);
+                if sleep {
+                    main.unpark();
+                }
             }
         })
     };
+    let echo_thread = echo.thread().clone();
     let start = Instant::now();
     for i in 0..iters {
         line.store(2 * i + 1, Ordering::Release);
-        while line.load(Ordering::Acquire) != 2 * i + 2 {
-            std::hint::spin_loop();
+        if sleep {
+            echo_thread.unpark();
         }
+        wait_for(&line, 2 * i + 2);
     }
     let elapsed = start.elapsed();
     echo.join().expect("echo thread");

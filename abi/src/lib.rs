@@ -13,6 +13,10 @@
 //! - [`Host`], the vtable the plugin calls back: P status, poll words, parked-P stopping,
 //!   thread ids, time and logging.
 //!
+//! Beside the ABI, a few helpers that every strategy built on poll words needs and that never
+//! cross the boundary: [`PendingPs`] (pending flags, the barrier's function, serving a P),
+//! [`parse_config`] and [`parse_config_duration`] for the config string, [`Counter::read`].
+//!
 //! # Versioning
 //!
 //! Every plugin exports [`ABI_VERSION`] under the symbol [`ABI_VERSION_SYMBOL`] with
@@ -32,8 +36,12 @@
 // abi_stable 0.11's `sabi_trait` expands to impls inside a const block.
 #![allow(non_local_definitions)]
 
+mod pending;
+
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
@@ -41,6 +49,7 @@ use abi_stable::std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 
 pub use abi_stable;
+pub use pending::{CachePadded, PendingPs, Round};
 
 /// A version of this ABI. Its layout is frozen: the loader reads it from a plugin before
 /// anything else, so it must read the same in every version.
@@ -81,6 +90,101 @@ macro_rules! export_abi_version {
         /// The safepoint ABI version this plugin was built against.
         #[unsafe(no_mangle)]
         pub static SAFEPOINT_ABI_VERSION: $crate::AbiVersion = $crate::ABI_VERSION;
+    };
+}
+
+/// Exports a strategy plugin: its ABI version ([`export_abi_version!`]) and its root module,
+/// `root_module`, whose constructor calls `new(host, config)` inside [`catch_panic`].
+///
+/// `new` is anything callable as `fn(HostRef, &str) -> Result<S, PluginError>` where `S`
+/// implements [`Strategy`]. The plugin crate depends on `abi_stable` itself, as
+/// `#[export_root_module]` needs.
+///
+/// ```
+/// use abi_stable::std_types::{RResult, RVec};
+/// use safepoint_abi::{Capabilities, Counter, ErrorKind, HostRef, PId, PluginError};
+/// use safepoint_abi::{SafePointFnArc, Strategy};
+///
+/// /// A skeleton that refuses every barrier.
+/// struct Skeleton;
+///
+/// impl Strategy for Skeleton {
+///     fn for_each_p_internal(&self, _f: SafePointFnArc) -> RResult<(), PluginError> {
+///         Err(PluginError::new(ErrorKind::Unsupported, "for_each_p_internal", "a skeleton"))
+///             .into()
+///     }
+///
+///     fn on_poll(&self, _p: PId) -> RResult<(), PluginError> {
+///         Ok(()).into()
+///     }
+///
+///     fn counters(&self) -> RVec<Counter> {
+///         RVec::new()
+///     }
+/// }
+///
+/// safepoint_abi::export_strategy! {
+///     name: "skeleton",
+///     description: "refuses every barrier",
+///     capabilities: Capabilities::NONE,
+///     new: |_host: HostRef, _config: &str| Ok::<_, PluginError>(Skeleton),
+/// }
+///
+/// fn main() {
+///     let module = root_module();
+///     assert_eq!(module.name()().as_str(), "skeleton");
+///     assert_eq!(module.capabilities()(), Capabilities::NONE);
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_strategy {
+    (
+        name: $name:literal,
+        description: $description:literal,
+        capabilities: $capabilities:expr,
+        new: $new:expr $(,)?
+    ) => {
+        $crate::export_abi_version!();
+
+        /// The plugin's root module.
+        #[$crate::abi_stable::export_root_module]
+        pub fn root_module() -> $crate::StrategyModRef {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            use $crate::abi_stable::std_types::{RResult, RStr};
+
+            extern "C" fn name() -> RStr<'static> {
+                RStr::from_str($name)
+            }
+
+            extern "C" fn description() -> RStr<'static> {
+                RStr::from_str($description)
+            }
+
+            extern "C" fn capabilities() -> $crate::Capabilities {
+                $capabilities
+            }
+
+            extern "C" fn new(
+                host: $crate::HostRef,
+                config: RStr<'_>,
+            ) -> RResult<$crate::StrategyBox, $crate::PluginError> {
+                $crate::catch_panic("new", || {
+                    let strategy = ($new)(host, config.as_str())?;
+                    Ok($crate::Strategy_TO::from_value(
+                        strategy,
+                        $crate::abi_stable::sabi_trait::TD_Opaque,
+                    ))
+                })
+            }
+
+            $crate::StrategyMod {
+                name,
+                description,
+                capabilities,
+                new,
+            }
+            .leak_into_prefix()
+        }
     };
 }
 
@@ -276,6 +380,11 @@ impl PluginError {
             message: message.into().into(),
         }
     }
+
+    /// An [`ErrorKind::InvalidConfig`] error at `entry_point`.
+    pub fn invalid_config(entry_point: &str, message: impl Into<String>) -> PluginError {
+        PluginError::new(ErrorKind::InvalidConfig, entry_point, message)
+    }
 }
 
 impl fmt::Display for PluginError {
@@ -319,6 +428,16 @@ pub struct Counter {
     pub name: RString,
     /// Its value since the strategy was constructed.
     pub value: u64,
+}
+
+impl Counter {
+    /// The counter `name`, with the current value of `value` (relaxed).
+    pub fn read(name: &str, value: &AtomicU64) -> Counter {
+        Counter {
+            name: name.into(),
+            value: value.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The function a barrier runs for each P: Go's `fn(*p)`.
@@ -421,20 +540,28 @@ pub trait Strategy: Send + Sync {
     /// An M uses this strategy from now on: called on the M's own thread when it starts,
     /// before it runs any goroutine, and on the swapping thread when the strategy is swapped
     /// in. Do not assume the calling thread is `thread`. The runtime has already given the
-    /// M an alternate signal stack.
-    fn attach_thread(&self, m: MId, thread: OsThread) -> RResult<(), PluginError>;
+    /// M an alternate signal stack. By default, nothing to do.
+    fn attach_thread(&self, m: MId, thread: OsThread) -> RResult<(), PluginError> {
+        let _ = (m, thread);
+        RResult::ROk(())
+    }
 
     /// An M stops using this strategy: called on the M's own thread when it stops, and on
-    /// the swapping thread when the strategy is swapped out.
-    fn detach_thread(&self, m: MId) -> RResult<(), PluginError>;
+    /// the swapping thread when the strategy is swapped out. By default, nothing to do.
+    fn detach_thread(&self, m: MId) -> RResult<(), PluginError> {
+        let _ = m;
+        RResult::ROk(())
+    }
 
     /// Named counters for the run summary.
     fn counters(&self) -> RVec<Counter>;
 
     /// Retires the strategy: uninstall handlers, stop helper threads. No barrier is in
-    /// flight and no code of the strategy runs after it returns.
+    /// flight and no code of the strategy runs after it returns. By default, nothing to do.
     #[sabi(last_prefix_field)]
-    fn shutdown(&self) -> RResult<(), PluginError>;
+    fn shutdown(&self) -> RResult<(), PluginError> {
+        RResult::ROk(())
+    }
 }
 
 /// An owned strategy object.
@@ -492,4 +619,48 @@ pub fn parse_config<'a>(
                 })
         })
         .collect()
+}
+
+/// Parses the value of config key `key` as a duration: a whole number and a unit, `ns`,
+/// `us` (or `µs`), `ms` or `s`.
+///
+/// ```
+/// use std::time::Duration;
+/// use safepoint_abi::parse_config_duration;
+///
+/// assert_eq!(parse_config_duration("new", "repoke", "250us"), Ok(Duration::from_micros(250)));
+/// assert_eq!(parse_config_duration("new", "repoke", "2ms"), Ok(Duration::from_millis(2)));
+/// let err = parse_config_duration("new", "repoke", "2").unwrap_err();
+/// assert_eq!(err.message.as_str(), "repoke=2: expected a whole number and a unit (ns, us, ms, s), e.g. 500us");
+/// ```
+pub fn parse_config_duration(
+    entry_point: &str,
+    key: &str,
+    value: &str,
+) -> Result<Duration, PluginError> {
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(digits);
+    let nanos_per_unit: u64 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| nanos_per_unit != 0)
+        .and_then(|n| n.checked_mul(nanos_per_unit))
+        .map(Duration::from_nanos)
+        .ok_or_else(|| {
+            PluginError::invalid_config(
+                entry_point,
+                format!(
+                    "{key}={value}: expected a whole number and a unit (ns, us, ms, s), e.g. 500us"
+                ),
+            )
+        })
 }

@@ -35,12 +35,15 @@ fn assert_fails(out: &Output, stderr_has: &str) {
 }
 
 #[test]
-fn run_prints_a_summary_for_every_workload() {
-    for workload in ["poll", "idle", "syscall", "mixed"] {
+fn run_prints_a_summary_for_every_strategy_and_workload() {
+    for (strategy, workload) in ["polling", "futex"]
+        .into_iter()
+        .flat_map(|s| ["poll", "idle", "syscall", "mixed"].map(|w| (s, w)))
+    {
         let out = safepoint(&[
             "run",
             "--strategy",
-            "polling",
+            strategy,
             "--procs",
             "3",
             "--workload",
@@ -51,12 +54,12 @@ fn run_prints_a_summary_for_every_workload() {
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
-            "{workload}: {}\n{stdout}",
+            "{strategy}, {workload}: {}\n{stdout}",
             text(&out.stderr)
         );
         assert!(
             stdout.starts_with(&format!(
-                "strategy polling, 3 Ps, workload {workload}: 200 barriers completed"
+                "strategy {strategy}, 3 Ps, workload {workload}: 200 barriers completed"
             )),
             "{stdout}"
         );
@@ -70,28 +73,80 @@ fn run_prints_a_summary_for_every_workload() {
         ] {
             assert!(
                 stdout.contains(field),
-                "{workload}: summary lacks `{field}`:\n{stdout}"
+                "{strategy}, {workload}: summary lacks `{field}`:\n{stdout}"
             );
         }
     }
 }
 
+/// Issue 4's acceptance run: the requester's CPU per barrier is the line under the wall time,
+/// and the strategy's counters follow.
 #[test]
-fn run_takes_a_strategy_config_after_a_colon() {
+fn run_with_the_futex_strategy_shows_requester_cpu_under_the_wall_time() {
     let out = safepoint(&[
         "run",
         "--strategy",
-        "polling:spin=0",
+        "futex",
         "--procs",
-        "2",
+        "4",
+        "--workload",
+        "mixed",
         "--barriers",
-        "50",
+        "1000",
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_fails(
-        &safepoint(&["run", "--strategy", "polling:spin=many", "--barriers", "1"]),
-        "refused to start: spin=many: expected a number of rounds from 0 to 20",
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("strategy futex, 4 Ps, workload mixed: 1000 barriers completed"),
+        "{stdout}"
     );
+    assert!(lines[1].starts_with("  barrier time     p50 "), "{stdout}");
+    assert!(
+        lines[2].starts_with("  requester CPU    ") && lines[2].ends_with(" µs per barrier"),
+        "{stdout}"
+    );
+    let counters = lines.last().copied().unwrap_or_default();
+    for counter in [
+        "barriers 1000",
+        "futex waits ",
+        "futex wakes ",
+        "wait timeouts ",
+    ] {
+        assert!(counters.contains(counter), "lacks `{counter}`: {stdout}");
+    }
+}
+
+#[test]
+fn run_takes_a_strategy_config_after_a_colon() {
+    for strategy in ["polling:spin=0", "futex:repoke=200us"] {
+        let out = safepoint(&[
+            "run",
+            "--strategy",
+            strategy,
+            "--procs",
+            "2",
+            "--barriers",
+            "50",
+        ]);
+        assert!(out.status.success(), "{strategy}: {}", text(&out.stderr));
+    }
+    for (strategy, refusal) in [
+        (
+            "polling:spin=many",
+            "refused to start: spin=many: expected a number of rounds from 0 to 20",
+        ),
+        (
+            "futex:repoke=1h",
+            "refused to start: repoke=1h: expected a whole number and a unit (ns, us, ms, s)",
+        ),
+    ] {
+        assert_fails(
+            &safepoint(&["run", "--strategy", strategy, "--barriers", "1"]),
+            refusal,
+        );
+    }
 }
 
 #[test]
@@ -102,6 +157,8 @@ fn list_shows_each_plugin_and_whether_it_loads() {
     assert!(stdout.contains("polling "), "{stdout}");
     assert!(stdout.contains("libsafepoint_polling.so"), "{stdout}");
     assert!(stdout.contains("capabilities: none"), "{stdout}");
+    assert!(stdout.contains("futex "), "{stdout}");
+    assert!(stdout.contains("capabilities: no-busy-wait"), "{stdout}");
     assert!(stdout.contains("loads: yes"), "{stdout}");
     assert!(
         stdout.contains("loads: no: ABI mismatch"),
@@ -192,7 +249,7 @@ fn abi_mismatch_is_short_and_verbose_adds_the_layout_report() {
 }
 
 /// The shipped strategies the demos run with.
-const STRATEGIES: &[&str] = &["polling"];
+const STRATEGIES: &[&str] = &["polling", "futex"];
 
 #[test]
 fn run_with_gc_reports_cycles_and_barrier_times_by_wait_reason() {

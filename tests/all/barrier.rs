@@ -21,35 +21,49 @@ fn per_p(procs: usize) -> Arc<[AtomicU64]> {
     (0..procs).map(|_| AtomicU64::new(0)).collect()
 }
 
+/// Runs `barriers` barriers on a runtime of `procs` Ps while goroutines of `kinds` run, and
+/// checks after each that `f` ran exactly once more for every P. Returns how many Ps served
+/// themselves and how many the requester served, over all barriers.
+pub(crate) fn counted_barriers(
+    plugin: &Plugin,
+    procs: usize,
+    kinds: &[Kind],
+    barriers: u64,
+) -> (u32, u32) {
+    let rt = runtime(plugin, "", procs);
+    let mutators = Mutators::start(&rt, kinds, |_| {});
+    let counts = per_p(procs);
+    let paths = block_on_bounded(&rt, move || {
+        let (mut by_themselves, mut by_requester) = (0, 0);
+        for i in 1..=barriers {
+            let world = acquire_world();
+            let c = Arc::clone(&counts);
+            let report = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
+                c[p.index()].fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap_or_else(|e| panic!("{procs} Ps, barrier {i}: {e}"));
+            for (p, n) in counts.iter().enumerate() {
+                assert_eq!(
+                    n.load(Ordering::Relaxed),
+                    i,
+                    "{procs} Ps: P{p} after barrier {i}"
+                );
+            }
+            assert_eq!(report.ps as usize, procs);
+            by_themselves += report.by_themselves;
+            by_requester += report.by_requester;
+        }
+        (by_themselves, by_requester)
+    });
+    mutators.stop();
+    paths
+}
+
 /// Contract (1): `f` runs exactly once for every P, barrier after barrier.
 fn runs_f_exactly_once_for_every_p(plugin: &Plugin) {
     for procs in P_COUNTS {
-        let rt = runtime(plugin, "", procs);
-        let mutators = Mutators::start(&rt, &mixed_kinds(procs), |_| {});
-        let counts = per_p(procs);
-        let (by_themselves, by_requester) = block_on_bounded(&rt, move || {
-            let (mut by_themselves, mut by_requester) = (0, 0);
-            for i in 1..=BARRIERS {
-                let world = acquire_world();
-                let c = Arc::clone(&counts);
-                let report = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
-                    c[p.index()].fetch_add(1, Ordering::Relaxed);
-                })
-                .unwrap_or_else(|e| panic!("{procs} Ps, barrier {i}: {e}"));
-                for (p, n) in counts.iter().enumerate() {
-                    assert_eq!(
-                        n.load(Ordering::Relaxed),
-                        i,
-                        "{procs} Ps: P{p} after barrier {i}"
-                    );
-                }
-                assert_eq!(report.ps as usize, procs);
-                by_themselves += report.by_themselves;
-                by_requester += report.by_requester;
-            }
-            (by_themselves, by_requester)
-        });
-        mutators.stop();
+        let (by_themselves, by_requester) =
+            counted_barriers(plugin, procs, &mixed_kinds(procs), BARRIERS);
         if procs >= 4 {
             assert!(
                 by_themselves > 0 && by_requester > 0,
@@ -205,7 +219,7 @@ fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it(plugin: &Plugin) {
 }
 
 safepoint_tests::strategy_tests!(
-    strategies: [polling],
+    strategies: [polling, futex],
     tests: [
         runs_f_exactly_once_for_every_p,
         never_shows_f_half_updated_p_local_state,

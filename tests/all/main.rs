@@ -2,7 +2,9 @@
 
 mod barrier;
 mod contract;
+mod futex;
 mod gc;
 mod loader;
+mod stress;
 mod swap;
 mod timeout;

@@ -90,15 +90,20 @@ impl P {
         self.poll_word.0.load(Ordering::SeqCst) & poll_bits::SAFEPOINT != 0
     }
 
-    /// `Host::try_stop_parked_p`: takes an idle or syscall P into `GcStop`.
+    /// `Host::try_stop_parked_p`: takes an idle or syscall P into `GcStop`. Retries while
+    /// the P stays parked, so sysmon moving it from `Syscall` to `Idle` meanwhile cannot
+    /// make the stop fail.
     pub(crate) fn try_stop_parked(&self) -> bool {
-        for from in [PStatus::Idle, PStatus::Syscall] {
+        loop {
+            let from = self.status.load();
+            if !matches!(from, PStatus::Idle | PStatus::Syscall) {
+                return false;
+            }
             if self.status.cas(from, PStatus::GcStop).is_ok() {
                 self.stopped_from.store(from as u8, Ordering::Relaxed);
                 return true;
             }
         }
-        false
     }
 
     /// `Host::release_p`: gives a stopped P back in the status it was stopped from. Fails,

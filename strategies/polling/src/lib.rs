@@ -6,51 +6,20 @@
 // `export_root_module` generates an undocumented public static.
 #![allow(missing_docs)]
 
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use abi_stable::export_root_module;
-use abi_stable::prefix_type::PrefixTypeTrait;
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RVec};
+use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
-    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError,
-    SafePointFnArc, Strategy, Strategy_TO, StrategyBox, StrategyMod, StrategyModRef, catch_panic,
-    parse_config,
+    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, SafePointFnArc,
+    Strategy, catch_panic, parse_config,
 };
 
-safepoint_abi::export_abi_version!();
-
-/// The plugin's root module.
-#[export_root_module]
-pub fn root_module() -> StrategyModRef {
-    StrategyMod {
-        name,
-        description,
-        capabilities,
-        new,
-    }
-    .leak_into_prefix()
-}
-
-extern "C" fn name() -> RStr<'static> {
-    RStr::from_str("polling")
-}
-
-extern "C" fn description() -> RStr<'static> {
-    RStr::from_str("arms each P's poll word; the requester spins with bounded backoff")
-}
-
-extern "C" fn capabilities() -> Capabilities {
-    Capabilities::NONE
-}
-
-extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, PluginError> {
-    catch_panic("new", || {
-        let polling = Polling::new(host, config.as_str())?;
-        Ok(Strategy_TO::from_value(polling, TD_Opaque))
-    })
+safepoint_abi::export_strategy! {
+    name: "polling",
+    description: "arms each P's poll word; the requester spins with bounded backoff",
+    capabilities: Capabilities::NONE,
+    new: Polling::new,
 }
 
 /// Spin rounds before the requester starts yielding its thread. Round `i` spins `2^i` times.
@@ -60,17 +29,12 @@ const YIELD_ROUNDS: u32 = 4;
 /// The first sleep; each further one doubles, up to 32 times this.
 const MIN_SLEEP_MICROS: u64 = 2;
 
-#[repr(align(128))]
-struct Padded<T>(T);
-
 struct Polling {
     host: HostRef,
-    /// `pending[p]`: `f` has not yet run for `p` in this barrier. Claimed by CAS.
-    pending: Box<[Padded<AtomicBool>]>,
+    /// Which Ps still wait for `f`, and `f`.
+    pending: PendingPs,
     /// Ps still to acknowledge; the requester waits for zero.
-    remaining: Padded<AtomicUsize>,
-    /// The barrier's function, while one is in flight.
-    f: RwLock<Option<SafePointFnArc>>,
+    remaining: CachePadded<AtomicUsize>,
     spin_rounds: u32,
     barriers: AtomicU64,
     requester_yields: AtomicU64,
@@ -84,28 +48,24 @@ impl Polling {
             match key {
                 "spin" => {
                     spin_rounds = value.parse().ok().filter(|n| *n <= 20).ok_or_else(|| {
-                        PluginError::new(
-                            ErrorKind::InvalidConfig,
+                        PluginError::invalid_config(
                             "new",
                             format!("spin={value}: expected a number of rounds from 0 to 20"),
                         )
                     })?;
                 }
                 other => {
-                    return Err(PluginError::new(
-                        ErrorKind::InvalidConfig,
+                    return Err(PluginError::invalid_config(
                         "new",
                         format!("unknown config key `{other}`; the polling strategy takes spin=N"),
                     ));
                 }
             }
         }
-        let procs = host.procs() as usize;
         Ok(Polling {
+            pending: PendingPs::new(host.procs()),
             host,
-            pending: (0..procs).map(|_| Padded(AtomicBool::new(false))).collect(),
-            remaining: Padded(AtomicUsize::new(0)),
-            f: RwLock::new(None),
+            remaining: CachePadded(AtomicUsize::new(0)),
             spin_rounds,
             barriers: AtomicU64::new(0),
             requester_yields: AtomicU64::new(0),
@@ -113,26 +73,16 @@ impl Polling {
         })
     }
 
-    fn claim(&self, p: PId) -> bool {
-        self.pending[p.index()]
-            .0
-            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    /// Runs `f` for a claimed P, then acknowledges. Disarming comes first, so it cannot clobber
-    /// the next barrier's arm: that barrier starts only after this acknowledgement.
-    fn run_claimed(&self, p: PId, f: &SafePointFnArc) {
-        f.call(p);
-        self.host.disarm_poll(p);
-        self.remaining.0.fetch_sub(1, Ordering::Release);
+    /// A P's acknowledgement, after its `f` ran and its poll word was disarmed.
+    fn acknowledge(&self) {
+        self.remaining.fetch_sub(1, Ordering::Release);
     }
 
     /// Spins, then yields, then sleeps in growing steps: when Ps outnumber cores, the late
     /// P's M needs this CPU, and `sched_yield` alone does not hand it over under CFS.
     fn wait_for_acks(&self) {
         let mut round = 0u32;
-        while self.remaining.0.load(Ordering::Acquire) != 0 {
+        while self.remaining.load(Ordering::Acquire) != 0 {
             if round < self.spin_rounds {
                 for _ in 0..(1u32 << round) {
                     std::hint::spin_loop();
@@ -154,47 +104,23 @@ impl Strategy for Polling {
     fn for_each_p_internal(&self, f: SafePointFnArc) -> RResult<(), PluginError> {
         catch_panic("for_each_p_internal", || {
             self.barriers.fetch_add(1, Ordering::Relaxed);
-            *self.f.write().expect("f lock poisoned") = Some(f.clone());
-            let own = self.host.current_p().into_option();
-            let others: Vec<PId> = (0..self.pending.len() as u32)
-                .map(PId)
-                .filter(|&p| Some(p) != own && self.host.p_status(p) != PStatus::Dead)
-                .collect();
-            self.remaining.0.store(others.len(), Ordering::Relaxed);
-            for &p in &others {
-                self.pending[p.index()].0.store(true, Ordering::Relaxed);
-            }
-            // 1. Arm every P first, so that running Ps start towards a safe point at once.
-            for &p in &others {
-                self.host.arm_poll(p);
-            }
-            if let Some(own) = own {
-                f.call(own);
-            }
-            // 2. Serve the parked Ps ourselves. A P we cannot stop is running and will
-            //    serve itself (the host closes the race with parking).
-            for &p in &others {
-                if self.host.try_stop_parked_p(p) {
-                    if self.claim(p) {
-                        self.run_claimed(p, &f);
-                    }
-                    self.host.release_p(p);
-                }
-            }
-            // 3. Wait for the running Ps.
+            let round = self.pending.begin(&self.host, &f);
+            self.remaining.store(round.others.len(), Ordering::Relaxed);
+            // Arm every P, run f for our own, serve the parked ones.
+            self.pending
+                .arm_and_serve_parked(&self.host, &round, &f, || self.acknowledge());
+            // Wait for the running Ps.
             self.wait_for_acks();
-            *self.f.write().expect("f lock poisoned") = None;
+            self.pending.end();
             Ok(())
         })
     }
 
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
-            if self.pending.get(p.index()).is_some() && self.claim(p) {
-                let f = self.f.read().expect("f lock poisoned").clone();
-                let f = f.expect("a claimed P has a barrier function");
-                self.run_claimed(p, &f);
-                if self.remaining.0.load(Ordering::Relaxed) != 0 {
+            if self.pending.serve_at_safe_point(&self.host, p) {
+                self.acknowledge();
+                if self.remaining.load(Ordering::Relaxed) != 0 {
                     // Others are late: with more Ps than cores, they may be waiting for a
                     // CPU that this thread would otherwise keep for its time slice.
                     std::thread::yield_now();
@@ -204,27 +130,11 @@ impl Strategy for Polling {
         })
     }
 
-    fn attach_thread(&self, _m: MId, _thread: OsThread) -> RResult<(), PluginError> {
-        RResult::ROk(())
-    }
-
-    fn detach_thread(&self, _m: MId) -> RResult<(), PluginError> {
-        RResult::ROk(())
-    }
-
     fn counters(&self) -> RVec<Counter> {
-        let counter = |name: &str, value: &AtomicU64| Counter {
-            name: name.into(),
-            value: value.load(Ordering::Relaxed),
-        };
         RVec::from(vec![
-            counter("barriers", &self.barriers),
-            counter("requester yields", &self.requester_yields),
-            counter("requester sleeps", &self.requester_sleeps),
+            Counter::read("barriers", &self.barriers),
+            Counter::read("requester yields", &self.requester_yields),
+            Counter::read("requester sleeps", &self.requester_sleeps),
         ])
-    }
-
-    fn shutdown(&self) -> RResult<(), PluginError> {
-        RResult::ROk(())
     }
 }
