@@ -1,53 +1,54 @@
-//! Shared setup for the criterion benchmarks in `benches/`: runtimes under a workload, and
-//! the raw hardware floors each strategy is compared with.
+//! Shared setup for the criterion benchmarks in `benches/`: the shipped strategies, runtimes
+//! under a workload, and the floors, all from `safepoint-host` so that the benchmarks and
+//! `safepoint compare` measure the same things.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
+use safepoint_host::floor::Floor;
 use safepoint_host::plugin::{self, Plugin, SearchPath};
-use safepoint_host::runtime::{self, Runtime, WaitGroup, WaitReason};
+use safepoint_host::runtime::{Runtime, WaitReason};
 use safepoint_host::safepoint::{acquire_world, for_each_p};
-use safepoint_host::workload::work;
+use safepoint_host::workload::{Mutators, Workload};
 
 /// Every shipped strategy that is built.
 pub fn shipped_strategies() -> Vec<Plugin> {
-    ["polling", "futex"]
+    ["polling", "futex", "signal"]
         .iter()
-        .map(|name| plugin::load(name, &SearchPath::default()).expect("load a shipped strategy"))
+        .filter_map(|name| plugin::load(name, &SearchPath::default()).ok())
         .collect()
 }
 
-/// A runtime of `procs` Ps with `procs - 1` goroutines computing and polling.
-pub struct PollingWorkload {
-    rt: Runtime,
-    stop: Arc<AtomicBool>,
-    done: WaitGroup,
+/// A criterion configured for a 2-core machine: short runs, medians over noise.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20)
 }
 
-impl PollingWorkload {
-    /// Starts the runtime and its mutators.
-    pub fn start(plugin: &Plugin, procs: usize) -> PollingWorkload {
+/// A runtime of `procs` Ps whose mutators run `workload`.
+pub struct Rig {
+    rt: Runtime,
+    mutators: Option<Mutators>,
+}
+
+impl Rig {
+    /// Starts the runtime with `plugin` and the mutators of `workload`.
+    pub fn start(plugin: &Plugin, config: &str, procs: usize, workload: Workload) -> Rig {
         let rt = Runtime::builder()
             .procs(procs)
-            .build(plugin, "")
+            .measure_requester_cpu(false)
+            .build(plugin, config)
             .expect("start the runtime");
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = WaitGroup::new();
-        for i in 0..procs - 1 {
-            let (stop, done) = (Arc::clone(&stop), done.clone());
-            done.add(1);
-            rt.spawn("poller", move || {
-                let mut x = i as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = work(x);
-                    runtime::poll();
-                }
-                std::hint::black_box(x);
-                done.done();
-            });
-        }
-        PollingWorkload { rt, stop, done }
+        let mutators = Some(Mutators::start(&rt, workload));
+        Rig { rt, mutators }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
     }
 
     /// The wall time of `iters` barriers, performed back to back by one goroutine.
@@ -64,63 +65,22 @@ impl PollingWorkload {
             start.elapsed()
         })
     }
+}
 
-    /// Stops the mutators and the runtime.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.done.wait();
-        self.rt.shutdown();
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(mutators) = self.mutators.take() {
+            mutators.stop();
+        }
     }
 }
 
-/// The polling floor: `iters` round trips of a cache line between two threads, each side
-/// spinning on the other's write.
-pub fn cache_line_round_trips(iters: u64) -> Duration {
-    round_trips(iters, false)
-}
-
-/// The futex floor: `iters` round trips between two threads, each side asleep until the
-/// other wakes it (`std::thread::park` and `unpark`: a futex wait and wake on Linux).
-pub fn futex_wake_round_trips(iters: u64) -> Duration {
-    round_trips(iters, true)
-}
-
-/// Ping-pong on one cache line: each side writes the next value and waits for the other's,
-/// spinning, or asleep with the writer waking it.
-fn round_trips(iters: u64, sleep: bool) -> Duration {
-    let line = Arc::new(AtomicU64::new(0));
-    let wait_for = move |line: &AtomicU64, value: u64| {
-        while line.load(Ordering::Acquire) != value {
-            if sleep {
-                std::thread::park();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-    };
-    let main = std::thread::current();
-    let echo = {
-        let line = Arc::clone(&line);
-        std::thread::spawn(move || {
-            for i in 0..iters {
-                wait_for(&line, 2 * i + 1);
-                line.store(2 * i + 2, Ordering::Release);
-                if sleep {
-                    main.unpark();
-                }
-            }
-        })
-    };
-    let echo_thread = echo.thread().clone();
-    let start = Instant::now();
-    for i in 0..iters {
-        line.store(2 * i + 1, Ordering::Release);
-        if sleep {
-            echo_thread.unpark();
-        }
-        wait_for(&line, 2 * i + 2);
+/// Registers each floor in `group`, so that it is measured in the same run as what it is
+/// compared with.
+pub fn bench_floors(group: &mut BenchmarkGroup<'_, WallTime>) {
+    for floor in Floor::ALL {
+        group.bench_function(format!("floor/{floor}"), |b| {
+            b.iter_custom(|n| floor.measure(n))
+        });
     }
-    let elapsed = start.elapsed();
-    echo.join().expect("echo thread");
-    elapsed
 }

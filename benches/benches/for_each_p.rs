@@ -1,38 +1,39 @@
-//! Barrier latency of every shipped strategy under the `poll` workload, at 1, 2 and 4 Ps,
-//! next to the floor of each mechanism measured in the same run: a cache-line round trip for
-//! polling, a futex wake round trip for futex.
+//! Barrier latency of every shipped strategy, at 1, 2, 4, 8 and 16 Ps, under each workload
+//! (`nopoll` only for strategies that reach Ps that never poll), next to the floor of each
+//! mechanism measured in the same run.
 //!
-//! Guards against regressions in the barrier's fast path: the requester's setup, the
-//! strategy's arm/serve/acknowledge protocol, and how the requester waits when Ps outnumber
-//! cores.
+//! Guards against regressions in the barrier's path: the host's wrapper, the strategy's
+//! arm/serve/acknowledge protocol, and how the requester waits when Ps outnumber cores.
 
 // `criterion_group!` generates an undocumented function.
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use safepoint_benches::{
-    PollingWorkload, cache_line_round_trips, futex_wake_round_trips, shipped_strategies,
-};
+use safepoint_benches::{Rig, bench_floors, criterion, shipped_strategies};
+use safepoint_host::workload::Workload;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("for_each_p");
-    group.bench_function("floor/cache-line round trip", |b| {
-        b.iter_custom(cache_line_round_trips)
-    });
-    group.bench_function("floor/futex wake round trip", |b| {
-        b.iter_custom(futex_wake_round_trips)
-    });
+    bench_floors(&mut group);
     for plugin in shipped_strategies() {
-        for procs in [1, 2, 4] {
-            let workload = PollingWorkload::start(&plugin, procs);
-            group.bench_function(format!("{}/poll/{procs}P", plugin.name()), |b| {
-                b.iter_custom(|iters| workload.barriers(iters))
-            });
-            workload.stop();
+        for workload in Workload::ALL {
+            if !plugin.capabilities().contains(workload.needs()) {
+                continue;
+            }
+            for procs in [1, 2, 4, 8, 16] {
+                let rig = Rig::start(&plugin, "", procs, workload);
+                group.bench_function(format!("{}/{workload}/{procs}P", plugin.name()), |b| {
+                    b.iter_custom(|iters| rig.barriers(iters))
+                });
+            }
         }
     }
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = criterion();
+    targets = bench
+}
 criterion_main!(benches);

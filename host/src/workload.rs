@@ -92,7 +92,7 @@ impl FromStr for Workload {
 
 /// Iterations of the mutator's unit of work between polls: about 50-200 ns on current
 /// x86-64 cores, the density of Go's loop back-edges in allocation-heavy code.
-pub const WORK_ITERATIONS: u32 = 64;
+pub const WORK_ITERATIONS: u32 = 96;
 
 /// With `--gc`, a mutator records a value and allocates once every this many units of work.
 pub const GC_RECORD_EVERY: u64 = 64;
@@ -325,12 +325,8 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         });
     }
     let procs = rt.procs();
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(MutatorTally::default());
-    let mutators = WaitGroup::new();
     let gc = options.gc.then(|| Gc::start(rt, procs.div_ceil(4)));
-    let started = Instant::now();
-    start_mutators(rt, options.workload, gc.as_ref(), &stop, &tally, &mutators);
+    let mutators = Mutators::start_with_gc(rt, options.workload, gc.as_ref());
     let gc_run = gc.as_ref().map(|gc| gc_cycles(rt, gc));
     let swapper = options.rotation.clone().map(|r| swaps(rt, r));
     let (barriers, duration) = (options.barriers, options.duration);
@@ -377,9 +373,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
     });
     let swaps = swapper.map(Background::finish).transpose()?;
     let gc_summary = gc_run.map(Background::finish);
-    stop.store(true, Ordering::Relaxed);
-    mutators.wait();
-    let elapsed = started.elapsed();
+    let mutator_report = mutators.stop();
     let gc_summary = match (gc, gc_summary) {
         (Some(gc), Some(summary)) => Some(final_gc_cycle(rt, &gc, summary?)?),
         _ => None,
@@ -394,9 +388,9 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         requester_cpu,
         by_themselves,
         by_requester,
-        work_units: tally.work_units.load(Ordering::Relaxed),
-        elapsed,
-        eintrs: tally.eintrs.load(Ordering::Relaxed),
+        work_units: mutator_report.work_units,
+        elapsed: mutator_report.elapsed,
+        eintrs: mutator_report.eintrs,
         counters: rt.strategy_counters(),
         gc: gc_summary,
         by_strategy: if swaps.is_some() {
@@ -545,14 +539,58 @@ struct MutatorTally {
     eintrs: AtomicU64,
 }
 
-fn start_mutators(
-    rt: &Runtime,
-    workload: Workload,
-    gc: Option<&Arc<Gc>>,
-    stop: &Arc<AtomicBool>,
-    tally: &Arc<MutatorTally>,
-    wg: &WaitGroup,
-) {
+/// The mutator goroutines of a workload, running until [`Mutators::stop`]. One P is left to
+/// the requester.
+pub struct Mutators {
+    stop: Arc<AtomicBool>,
+    done: WaitGroup,
+    tally: Arc<MutatorTally>,
+    started: Instant,
+}
+
+/// What [`Mutators`] did.
+#[derive(Clone, Copy, Debug)]
+pub struct MutatorReport {
+    /// Units of work done.
+    pub work_units: u64,
+    /// How long they ran.
+    pub elapsed: Duration,
+    /// Blocking calls a signal interrupted (EINTR).
+    pub eintrs: u64,
+}
+
+impl Mutators {
+    /// Starts the mutators of `workload` on `rt`.
+    pub fn start(rt: &Runtime, workload: Workload) -> Mutators {
+        Mutators::start_with_gc(rt, workload, None)
+    }
+
+    /// Starts them, each also a GC mutator of `gc` (except spinners, which take no safe
+    /// point at all, not even the write barrier's).
+    fn start_with_gc(rt: &Runtime, workload: Workload, gc: Option<&Arc<Gc>>) -> Mutators {
+        let mutators = Mutators {
+            stop: Arc::new(AtomicBool::new(false)),
+            done: WaitGroup::new(),
+            tally: Arc::new(MutatorTally::default()),
+            started: Instant::now(),
+        };
+        spawn_mutators(rt, workload, gc, &mutators);
+        mutators
+    }
+
+    /// Stops the mutators and waits for them to exit.
+    pub fn stop(self) -> MutatorReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.done.wait();
+        MutatorReport {
+            work_units: self.tally.work_units.load(Ordering::Relaxed),
+            elapsed: self.started.elapsed(),
+            eintrs: self.tally.eintrs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn spawn_mutators(rt: &Runtime, workload: Workload, gc: Option<&Arc<Gc>>, set: &Mutators) {
     // One P is left to the requester.
     let others = rt.procs() - 1;
     let kinds: Vec<Mutator> = match workload {
@@ -565,7 +603,11 @@ fn start_mutators(
         Workload::NoPoll => vec![Mutator::Spinner; others],
     };
     for (i, kind) in kinds.into_iter().enumerate() {
-        let (stop, tally, wg) = (Arc::clone(stop), Arc::clone(tally), wg.clone());
+        let (stop, tally, wg) = (
+            Arc::clone(&set.stop),
+            Arc::clone(&set.tally),
+            set.done.clone(),
+        );
         let gc = gc.cloned();
         wg.add(1);
         let name = match kind {
@@ -574,7 +616,6 @@ fn start_mutators(
             Mutator::Sleeper => "sleeper",
             Mutator::Spinner => "nopoll spinner",
         };
-        // A spinner takes no safe point at all, so not even the write barrier's.
         let gc = gc.filter(|_| !matches!(kind, Mutator::Spinner));
         rt.spawn(name, move || {
             let gc: Option<GcMutator> = gc.map(|gc| gc.mutator());

@@ -401,3 +401,106 @@ fn swap_every_needs_strategies() {
         "--strategies",
     );
 }
+
+#[test]
+fn compare_quick_writes_every_row_and_the_floors() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (json, csv, svg) = (
+        dir.path().join("c.json"),
+        dir.path().join("c.csv"),
+        dir.path().join("c.svg"),
+    );
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+    let out = safepoint(&[
+        "compare",
+        "--quick",
+        "--strategies",
+        &STRATEGIES.join(","),
+        "--json",
+        &path(&json),
+        "--csv",
+        &path(&csv),
+        "--svg",
+        &path(&svg),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    let machine = &value["machine"];
+    assert!(
+        machine["cores"].as_u64().is_some_and(|c| c >= 1),
+        "{machine}"
+    );
+    for key in ["cpu_model", "kernel", "date"] {
+        assert!(
+            machine[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key}: {machine}"
+        );
+    }
+    let floors: Vec<&str> = value["floors"]
+        .as_array()
+        .expect("floors")
+        .iter()
+        .map(|f| f["floor"].as_str().expect("floor name"))
+        .collect();
+    assert_eq!(
+        floors,
+        [
+            "cache-line round trip",
+            "signal round trip",
+            "futex wake round trip"
+        ]
+    );
+    let rows = value["rows"].as_array().expect("rows");
+    // --quick: Ps 1, 2, 4 and workloads poll, mixed, nopoll, for every strategy.
+    assert_eq!(rows.len(), STRATEGIES.len() * 3 * 3, "{rows:#?}");
+    for strategy in STRATEGIES {
+        for procs in [1, 2, 4] {
+            for workload in ["poll", "mixed", "nopoll"] {
+                let row = rows
+                    .iter()
+                    .find(|r| {
+                        r["strategy"] == *strategy
+                            && r["procs"] == procs
+                            && r["workload"] == workload
+                    })
+                    .unwrap_or_else(|| panic!("no row for {strategy}, {procs} Ps, {workload}"));
+                match row["status"].as_str() {
+                    Some("measured") => {
+                        for key in ["p50_ns", "p99_ns", "max_ns", "requester_cpu_ns", "barriers"] {
+                            assert!(row[key].as_u64().is_some(), "{key}: {row}");
+                        }
+                        assert!(
+                            row["p50_over_floor"].as_f64().is_some_and(|r| r > 0.0),
+                            "{row}"
+                        );
+                    }
+                    Some("not_applicable") => {
+                        assert_eq!(workload, "nopoll", "{row}");
+                        assert!(
+                            row["reason"]
+                                .as_str()
+                                .is_some_and(|r| r.contains("reaches-non-polling-ps")),
+                            "{row}"
+                        );
+                    }
+                    other => panic!("{strategy}, {procs} Ps, {workload}: status {other:?}: {row}"),
+                }
+            }
+        }
+    }
+    let csv = std::fs::read_to_string(&csv).expect("csv written");
+    assert_eq!(
+        csv.lines().filter(|l| !l.starts_with('#')).count(),
+        1 + rows.len(),
+        "{csv}"
+    );
+    let svg = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("floor: cache-line round trip"),
+        "an SVG with the floors"
+    );
+    assert!(stdout.contains("p50/floor"), "{stdout}");
+}

@@ -85,7 +85,8 @@ impl Drop for WorldGuard {
 pub struct BarrierReport {
     /// Wall time of the strategy's `for_each_p_internal`.
     pub duration: Duration,
-    /// CPU time the requester's thread spent in it.
+    /// CPU time the requester's thread spent in it; zero if the runtime was built with
+    /// `measure_requester_cpu(false)`.
     pub requester_cpu: Duration,
     /// Ps that `f` ran for.
     pub ps: u32,
@@ -239,11 +240,18 @@ fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, Barr
     )));
     // The thread CPU clock is a system call (hundreds of ns): read it outside the window
     // that `duration` measures.
-    let cpu_start = sys::thread_cpu_nanos();
+    let cpu_clock = || {
+        if shared.safepoint.requester_cpu {
+            sys::thread_cpu_nanos()
+        } else {
+            0
+        }
+    };
+    let cpu_start = cpu_clock();
     let start = Instant::now();
     let result = strategy.object.for_each_p_internal(f).into_result();
     let duration = start.elapsed();
-    let requester_cpu = Duration::from_nanos(sys::thread_cpu_nanos().saturating_sub(cpu_start));
+    let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));
     shared.set_in_flight(None);
     let name = || strategy.name.clone();
     result.map_err(|error| BarrierError::Strategy {

@@ -29,10 +29,22 @@ pub enum OnTimeout {
 /// The process exit status after `OnTimeout::Abort`.
 pub const TIMEOUT_EXIT_STATUS: i32 = 3;
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct SafepointConfig {
     pub(crate) timeout: Option<Duration>,
     pub(crate) on_timeout: OnTimeout,
+    /// Read the requester's thread CPU clock around each barrier (two system calls).
+    pub(crate) requester_cpu: bool,
+}
+
+impl Default for SafepointConfig {
+    fn default() -> SafepointConfig {
+        SafepointConfig {
+            timeout: None,
+            on_timeout: OnTimeout::Report,
+            requester_cpu: true,
+        }
+    }
 }
 
 /// The barrier in flight, as sysmon watches it.
