@@ -621,7 +621,7 @@ pub fn parse_config<'a>(
         .collect()
 }
 
-/// Parses the value of config key `key` as a duration: a whole number and a unit, `ns`,
+/// Parses the value of config key `key` as a duration: a number and a unit, `ns`,
 /// `us` (or `µs`), `ms` or `s`.
 ///
 /// ```
@@ -631,36 +631,43 @@ pub fn parse_config<'a>(
 /// assert_eq!(parse_config_duration("new", "repoke", "250us"), Ok(Duration::from_micros(250)));
 /// assert_eq!(parse_config_duration("new", "repoke", "2ms"), Ok(Duration::from_millis(2)));
 /// let err = parse_config_duration("new", "repoke", "2").unwrap_err();
-/// assert_eq!(err.message.as_str(), "repoke=2: expected a whole number and a unit (ns, us, ms, s), e.g. 500us");
+/// assert_eq!(err.message.as_str(), "repoke=2: expected a number and a unit (ns, us, ms, s), e.g. 500us");
 /// ```
 pub fn parse_config_duration(
     entry_point: &str,
     key: &str,
     value: &str,
 ) -> Result<Duration, PluginError> {
-    let digits = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(digits);
-    let nanos_per_unit: u64 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        _ => 0,
+    parse_duration(value).ok_or_else(|| {
+        PluginError::invalid_config(
+            entry_point,
+            format!("{key}={value}: expected a number and a unit (ns, us, ms, s), e.g. 500us"),
+        )
+    })
+}
+
+/// Parses a duration written as a number and a unit: `ns`, `us` (or `µs`), `ms`, `s` or `m`,
+/// as in `500us`, `2ms`, `1.5s`. `None` for anything else.
+///
+/// ```
+/// use std::time::Duration;
+/// use safepoint_abi::parse_duration;
+/// assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
+/// assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+/// assert_eq!(parse_duration("10"), None);
+/// assert_eq!(parse_duration("10h"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (number, unit) = text.split_at(split);
+    let seconds_per_unit = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return None,
     };
-    number
-        .parse::<u64>()
-        .ok()
-        .filter(|_| nanos_per_unit != 0)
-        .and_then(|n| n.checked_mul(nanos_per_unit))
-        .map(Duration::from_nanos)
-        .ok_or_else(|| {
-            PluginError::invalid_config(
-                entry_point,
-                format!(
-                    "{key}={value}: expected a whole number and a unit (ns, us, ms, s), e.g. 500us"
-                ),
-            )
-        })
+    let number: f64 = number.parse().ok()?;
+    Duration::try_from_secs_f64(number * seconds_per_unit).ok()
 }

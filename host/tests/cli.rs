@@ -139,7 +139,7 @@ fn run_takes_a_strategy_config_after_a_colon() {
         ),
         (
             "futex:repoke=1h",
-            "refused to start: repoke=1h: expected a whole number and a unit (ns, us, ms, s)",
+            "refused to start: repoke=1h: expected a number and a unit (ns, us, ms, s)",
         ),
     ] {
         assert_fails(
