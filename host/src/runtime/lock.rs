@@ -1,4 +1,4 @@
-//! The runtime's locks: parking_lot's, counted per thread.
+//! The runtime's locks: parking_lot's mutexes, counted per thread.
 //!
 //! A thread that holds any runtime lock is not at an asynchronous safe point: a signal-based
 //! strategy that stopped it there could deadlock with a requester (or a barrier function)
@@ -159,77 +159,23 @@ impl Condvar {
     }
 }
 
-#[derive(Default)]
-pub(crate) struct RwLock<T>(parking_lot::RwLock<T>);
-
-pub(crate) struct ReadGuard<'a, T> {
-    guard: parking_lot::RwLockReadGuard<'a, T>,
-    _held: Held,
-}
-
-pub(crate) struct WriteGuard<'a, T> {
-    guard: parking_lot::RwLockWriteGuard<'a, T>,
-    _held: Held,
-}
-
-impl<T> RwLock<T> {
-    pub(crate) const fn new(value: T) -> RwLock<T> {
-        RwLock(parking_lot::const_rwlock(value))
-    }
-
-    pub(crate) fn read(&self) -> ReadGuard<'_, T> {
-        let guard = self.0.read();
-        ReadGuard {
-            guard,
-            _held: Held::new(),
-        }
-    }
-
-    pub(crate) fn write(&self) -> WriteGuard<'_, T> {
-        let guard = self.0.write();
-        WriteGuard {
-            guard,
-            _held: Held::new(),
-        }
-    }
-}
-
-impl<T> Deref for ReadGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.guard
-    }
-}
-
-impl<T> Deref for WriteGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.guard
-    }
-}
-
-impl<T> DerefMut for WriteGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.guard
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_guard_counts_while_it_lives() {
-        let (m, rw, arc) = (Mutex::new(1), RwLock::new(2), ArcMutex::new(3));
+        let (m, arc) = (Mutex::new(1), ArcMutex::new(2));
         assert_eq!(held_by_this_thread(), 0);
         let a = m.lock();
-        let b = rw.read();
-        let c = arc.lock();
-        assert_eq!(held_by_this_thread(), 3);
-        assert_eq!(*a + *b + *c, 6);
-        drop((a, b, c));
+        let b = arc.lock();
+        assert_eq!(held_by_this_thread(), 2);
+        assert_eq!(*a + *b, 3);
+        drop((a, b));
         assert_eq!(held_by_this_thread(), 0);
-        *rw.write() += 1;
+        let c = arc.lock_here();
+        assert_eq!(held_by_this_thread(), 1);
+        drop(c);
         assert_eq!(held_by_this_thread(), 0);
     }
 }

@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lock::{Condvar, Mutex, RwLock};
+use arc_swap::ArcSwapOption;
+use lock::{Condvar, Mutex};
 use safepoint_abi::{PId, PStatus};
 
 pub use current::{
@@ -68,7 +69,10 @@ pub(crate) struct Shared {
     /// Held while Ms join or leave, and while a swap attaches them to a new strategy, so
     /// that every M is attached to the active strategy exactly once.
     pub(crate) strategy_switch: Mutex<()>,
-    pub(crate) strategy: RwLock<Option<Arc<ActiveStrategy>>>,
+    /// The active strategy. Loading it takes no lock and writes no shared line (a poll's
+    /// slow path does it); a swap that replaces it pays every outstanding load into the
+    /// reference count, so `Arc::strong_count` tells when the old one is out of use.
+    pub(crate) strategy: ArcSwapOption<ActiveStrategy>,
     pub(crate) worldsema: Sema,
     pub(crate) timers: Timers,
     pub(crate) stack_size: usize,
@@ -88,9 +92,17 @@ impl Shared {
     /// The active strategy. Panics before `build` installed one.
     pub(crate) fn strategy(&self) -> Arc<ActiveStrategy> {
         self.strategy
-            .read()
-            .clone()
+            .load_full()
             .expect("no strategy installed in this runtime")
+    }
+
+    /// Calls `f` with the active strategy, without touching its reference count: the fast
+    /// way for a P's safe point.
+    pub(crate) fn with_strategy<R>(&self, f: impl FnOnce(&ActiveStrategy) -> R) -> R {
+        let guard = self.strategy.load();
+        f(guard
+            .as_ref()
+            .expect("no strategy installed in this runtime"))
     }
 
     /// A new M joins: it is listed and attached to the active strategy.
@@ -114,7 +126,7 @@ impl Shared {
     pub(crate) fn retire_m(&self, m: &Arc<M>) {
         let _switch = self.strategy_switch.lock();
         self.all_ms.lock().retain(|other| !Arc::ptr_eq(other, m));
-        if let Some(strategy) = self.strategy.read().clone()
+        if let Some(strategy) = self.strategy.load_full()
             && let Err(e) = strategy.object.detach_thread(m.id).into_result()
         {
             eprintln!(
@@ -193,7 +205,7 @@ impl Builder {
             threads: Mutex::new(Vec::new()),
             all_ms: Mutex::new(Vec::new()),
             strategy_switch: Mutex::new(()),
-            strategy: RwLock::new(None),
+            strategy: ArcSwapOption::empty(),
             worldsema: Sema::new(1),
             timers: Timers::default(),
             stack_size: self.stack_size,
@@ -204,7 +216,7 @@ impl Builder {
             last_timeout_report: Mutex::new(None),
         });
         let strategy = plugin.instantiate(crate::safepoint::host_ref(&shared), config)?;
-        *shared.strategy.write() = Some(Arc::new(strategy));
+        shared.strategy.store(Some(Arc::new(strategy)));
         for p in shared.ps {
             shared.sched.lock().idle_ps.push(p.id);
         }
@@ -340,7 +352,7 @@ fn shutdown(shared: &Arc<Shared>) {
             let _ = t.join();
         }
     }
-    if let Some(strategy) = shared.strategy.write().take()
+    if let Some(strategy) = shared.strategy.swap(None)
         && let Err(e) = strategy.object.shutdown().into_result()
     {
         eprintln!(

@@ -40,13 +40,14 @@ pub(crate) fn serve(shared: &Shared, p: &P) {
     if p.poll_word.0.load(std::sync::atomic::Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
         return;
     }
-    let strategy = shared.strategy();
-    if let Err(e) = strategy.object.on_poll(p.id).into_result() {
-        eprintln!(
-            "safepoint: strategy {} failed at a safe point of {}: {e}",
-            strategy.name, p.id
-        );
-    }
+    shared.with_strategy(|strategy| {
+        if let Err(e) = strategy.object.on_poll(p.id).into_result() {
+            eprintln!(
+                "safepoint: strategy {} failed at a safe point of {}: {e}",
+                strategy.name, p.id
+            );
+        }
+    });
 }
 
 /// Evidence that the holder owns worldsema (Go's `semacquire(&worldsema)`): at most one
