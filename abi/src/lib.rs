@@ -13,6 +13,9 @@
 //! - [`Host`], the vtable the plugin calls back: P status, poll words, parked-P stopping,
 //!   thread ids, time and logging.
 //!
+//! Beside the ABI, [`claim`] holds the per-barrier bookkeeping that strategies share (pending
+//! flags claimed by compare-and-swap, acknowledgements): plain Rust, compiled into each plugin.
+//!
 //! # Versioning
 //!
 //! Every plugin exports [`ABI_VERSION`] under the symbol [`ABI_VERSION_SYMBOL`] with
@@ -31,6 +34,8 @@
 
 // abi_stable 0.11's `sabi_trait` expands to impls inside a const block.
 #![allow(non_local_definitions)]
+
+pub mod claim;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -319,6 +324,16 @@ pub struct Counter {
     pub name: RString,
     /// Its value since the strategy was constructed.
     pub value: u64,
+}
+
+impl Counter {
+    /// A counter named `name` with `value`.
+    pub fn new(name: &str, value: u64) -> Counter {
+        Counter {
+            name: name.into(),
+            value,
+        }
+    }
 }
 
 /// The function a barrier runs for each P: Go's `fn(*p)`.

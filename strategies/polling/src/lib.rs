@@ -7,17 +7,17 @@
 #![allow(missing_docs)]
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use abi_stable::export_root_module;
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RVec};
+use safepoint_abi::claim::Claims;
 use safepoint_abi::{
-    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError,
-    SafePointFnArc, Strategy, Strategy_TO, StrategyBox, StrategyMod, StrategyModRef, catch_panic,
-    parse_config,
+    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PluginError, SafePointFnArc,
+    Strategy, Strategy_TO, StrategyBox, StrategyMod, StrategyModRef, catch_panic, parse_config,
 };
 
 safepoint_abi::export_abi_version!();
@@ -60,15 +60,11 @@ const YIELD_ROUNDS: u32 = 4;
 /// The first sleep; each further one doubles, up to 32 times this.
 const MIN_SLEEP_MICROS: u64 = 2;
 
-#[repr(align(128))]
-struct Padded<T>(T);
-
 struct Polling {
     host: HostRef,
-    /// `pending[p]`: `f` has not yet run for `p` in this barrier. Claimed by CAS.
-    pending: Box<[Padded<AtomicBool>]>,
-    /// Ps still to acknowledge; the requester waits for zero.
-    remaining: Padded<AtomicUsize>,
+    /// Which Ps `f` has yet to run for, claimed by CAS; and how many are still to
+    /// acknowledge, which the requester waits to see reach zero.
+    claims: Claims,
     /// The barrier's function, while one is in flight.
     f: RwLock<Option<SafePointFnArc>>,
     spin_rounds: u32,
@@ -103,8 +99,7 @@ impl Polling {
         let procs = host.procs() as usize;
         Ok(Polling {
             host,
-            pending: (0..procs).map(|_| Padded(AtomicBool::new(false))).collect(),
-            remaining: Padded(AtomicUsize::new(0)),
+            claims: Claims::new(procs),
             f: RwLock::new(None),
             spin_rounds,
             barriers: AtomicU64::new(0),
@@ -113,26 +108,11 @@ impl Polling {
         })
     }
 
-    fn claim(&self, p: PId) -> bool {
-        self.pending[p.index()]
-            .0
-            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    /// Runs `f` for a claimed P, then acknowledges. Disarming comes first, so it cannot clobber
-    /// the next barrier's arm: that barrier starts only after this acknowledgement.
-    fn run_claimed(&self, p: PId, f: &SafePointFnArc) {
-        f.call(p);
-        self.host.disarm_poll(p);
-        self.remaining.0.fetch_sub(1, Ordering::Release);
-    }
-
     /// Spins, then yields, then sleeps in growing steps: when Ps outnumber cores, the late
     /// P's M needs this CPU, and `sched_yield` alone does not hand it over under CFS.
     fn wait_for_acks(&self) {
         let mut round = 0u32;
-        while self.remaining.0.load(Ordering::Acquire) != 0 {
+        while self.claims.remaining() != 0 {
             if round < self.spin_rounds {
                 for _ in 0..(1u32 << round) {
                     std::hint::spin_loop();
@@ -155,31 +135,18 @@ impl Strategy for Polling {
         catch_panic("for_each_p_internal", || {
             self.barriers.fetch_add(1, Ordering::Relaxed);
             *self.f.write().expect("f lock poisoned") = Some(f.clone());
-            let own = self.host.current_p().into_option();
-            let others: Vec<PId> = (0..self.pending.len() as u32)
-                .map(PId)
-                .filter(|&p| Some(p) != own && self.host.p_status(p) != PStatus::Dead)
-                .collect();
-            self.remaining.0.store(others.len(), Ordering::Relaxed);
-            for &p in &others {
-                self.pending[p.index()].0.store(true, Ordering::Relaxed);
-            }
+            let round = self.claims.begin(&self.host);
             // 1. Arm every P first, so that running Ps start towards a safe point at once.
-            for &p in &others {
+            for &p in &round.others {
                 self.host.arm_poll(p);
             }
-            if let Some(own) = own {
+            if let Some(own) = round.own {
                 f.call(own);
             }
             // 2. Serve the parked Ps ourselves. A P we cannot stop is running and will
             //    serve itself (the host closes the race with parking).
-            for &p in &others {
-                if self.host.try_stop_parked_p(p) {
-                    if self.claim(p) {
-                        self.run_claimed(p, &f);
-                    }
-                    self.host.release_p(p);
-                }
+            for &p in &round.others {
+                self.claims.serve_if_parked(&self.host, p, &f);
             }
             // 3. Wait for the running Ps.
             self.wait_for_acks();
@@ -190,11 +157,11 @@ impl Strategy for Polling {
 
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
-            if self.pending.get(p.index()).is_some() && self.claim(p) {
+            if self.claims.claim(p) {
                 let f = self.f.read().expect("f lock poisoned").clone();
                 let f = f.expect("a claimed P has a barrier function");
-                self.run_claimed(p, &f);
-                if self.remaining.0.load(Ordering::Relaxed) != 0 {
+                self.claims.run_claimed(&self.host, p, &f);
+                if self.claims.remaining() != 0 {
                     // Others are late: with more Ps than cores, they may be waiting for a
                     // CPU that this thread would otherwise keep for its time slice.
                     std::thread::yield_now();
@@ -213,10 +180,8 @@ impl Strategy for Polling {
     }
 
     fn counters(&self) -> RVec<Counter> {
-        let counter = |name: &str, value: &AtomicU64| Counter {
-            name: name.into(),
-            value: value.load(Ordering::Relaxed),
-        };
+        let counter =
+            |name: &str, value: &AtomicU64| Counter::new(name, value.load(Ordering::Relaxed));
         RVec::from(vec![
             counter("barriers", &self.barriers),
             counter("requester yields", &self.requester_yields),
