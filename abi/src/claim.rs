@@ -85,10 +85,15 @@ impl Claims {
     }
 
     /// Whether `f` has yet to run for `p` in the barrier in flight. Async-signal-safe.
+    ///
+    /// Sequentially consistent, like [`Claims::claim`]: a requester that arms a P again
+    /// (sequentially consistent too) and then finds it no longer pending may disarm it, and
+    /// cannot leave a stale arm behind. Either its load came after the claim, or the
+    /// claimer's disarm comes after its arm.
     pub fn is_pending(&self, p: PId) -> bool {
         self.pending
             .get(p.index())
-            .is_some_and(|flag| flag.0.load(Ordering::Acquire))
+            .is_some_and(|flag| flag.0.load(Ordering::SeqCst))
     }
 
     /// Claims `p`: true for exactly one caller per barrier, who must then run `f` for `p`
@@ -97,7 +102,7 @@ impl Claims {
     pub fn claim(&self, p: PId) -> bool {
         self.pending.get(p.index()).is_some_and(|flag| {
             flag.0
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(true, false, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         })
     }
