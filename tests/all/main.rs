@@ -4,4 +4,5 @@ mod barrier;
 mod contract;
 mod gc;
 mod loader;
+mod signal;
 mod timeout;
