@@ -12,7 +12,7 @@ use safepoint_host::workload::work;
 
 /// Every shipped strategy that is built.
 pub fn shipped_strategies() -> Vec<Plugin> {
-    ["polling"]
+    ["polling", "signal"]
         .iter()
         .map(|name| plugin::load(name, &SearchPath::default()).expect("load a shipped strategy"))
         .collect()

@@ -192,7 +192,7 @@ fn abi_mismatch_is_short_and_verbose_adds_the_layout_report() {
 }
 
 /// The shipped strategies the demos run with.
-const STRATEGIES: &[&str] = &["polling"];
+const STRATEGIES: &[&str] = &["polling", "signal"];
 
 #[test]
 fn run_with_gc_reports_cycles_and_barrier_times_by_wait_reason() {
@@ -294,5 +294,75 @@ fn the_deadlock_demo_needs_two_ps() {
     assert_fails(
         &safepoint(&["demo", "deadlock", "--strategy", "polling", "--procs", "1"]),
         "--procs",
+    );
+}
+
+#[test]
+fn the_signal_strategy_runs_nopoll_and_its_summary_shows_its_counters() {
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "signal",
+        "--procs",
+        "4",
+        "--workload",
+        "nopoll",
+        "--barriers",
+        "200",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("strategy signal, 4 Ps, workload nopoll: 200 barriers completed"),
+        "{stdout}"
+    );
+    for counter in [
+        "signals sent",
+        "handler entries",
+        "stops at async safe points",
+        "stops at polls",
+        "signals forwarded",
+        "polls with the signal blocked",
+        "EINTRs caused",
+    ] {
+        assert!(
+            stdout.contains(counter),
+            "summary lacks `{counter}`:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_signal_strategy_takes_another_signal_and_refuses_unsafe_ones() {
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "signal:signal=SIGUSR2",
+        "--procs",
+        "2",
+        "--workload",
+        "nopoll",
+        "--barriers",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategy",
+            "signal:signal=SIGSEGV",
+            "--barriers",
+            "1",
+        ]),
+        "refused to start: signal=SIGSEGV: expected one of SIGURG",
+    );
+    let list = text(&safepoint(&["list"]).stdout);
+    let signal = list
+        .split("\nsignal ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no signal plugin listed:\n{list}"));
+    assert!(
+        signal.contains("capabilities: reaches-non-polling-ps"),
+        "{list}"
     );
 }
