@@ -89,6 +89,70 @@ macro_rules! export_abi_version {
     };
 }
 
+/// Exports a strategy plugin: its [`AbiVersion`] ([`export_abi_version!`]) and its root
+/// module, whose `new` calls `$new(host, config)` inside [`catch_panic`] and boxes the
+/// [`Strategy`] it returns. Call it once in every plugin crate.
+///
+/// ```ignore
+/// safepoint_abi::export_strategy! {
+///     name: "polling",
+///     description: "arms each P's poll word; the requester spins with bounded backoff",
+///     capabilities: safepoint_abi::Capabilities::NONE,
+///     new: Polling::new, // fn(HostRef, &str) -> Result<Polling, PluginError>
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_strategy {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        capabilities: $capabilities:expr,
+        new: $new:expr $(,)?
+    ) => {
+        $crate::export_abi_version!();
+
+        /// The plugin's root module.
+        #[$crate::abi_stable::export_root_module]
+        pub fn root_module() -> $crate::StrategyModRef {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait as _;
+            use $crate::abi_stable::std_types::{RResult, RStr};
+
+            extern "C" fn name() -> RStr<'static> {
+                RStr::from_str($name)
+            }
+
+            extern "C" fn description() -> RStr<'static> {
+                RStr::from_str($description)
+            }
+
+            extern "C" fn capabilities() -> $crate::Capabilities {
+                $capabilities
+            }
+
+            extern "C" fn new(
+                host: $crate::HostRef,
+                config: RStr<'_>,
+            ) -> RResult<$crate::StrategyBox, $crate::PluginError> {
+                $crate::catch_panic("new", || {
+                    let strategy = ($new)(host, config.as_str())?;
+                    Ok($crate::Strategy_TO::from_value(
+                        strategy,
+                        $crate::abi_stable::sabi_trait::TD_Opaque,
+                    ))
+                })
+            }
+
+            $crate::StrategyMod {
+                name,
+                description,
+                capabilities,
+                new,
+            }
+            .leak_into_prefix()
+        }
+    };
+}
+
 /// A P's index, `0..procs`.
 #[repr(transparent)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

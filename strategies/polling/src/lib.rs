@@ -10,47 +10,18 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use abi_stable::export_root_module;
-use abi_stable::prefix_type::PrefixTypeTrait;
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RVec};
+use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::claim::Claims;
 use safepoint_abi::{
     Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PluginError, SafePointFnArc,
-    Strategy, Strategy_TO, StrategyBox, StrategyMod, StrategyModRef, catch_panic, parse_config,
+    Strategy, catch_panic, parse_config,
 };
 
-safepoint_abi::export_abi_version!();
-
-/// The plugin's root module.
-#[export_root_module]
-pub fn root_module() -> StrategyModRef {
-    StrategyMod {
-        name,
-        description,
-        capabilities,
-        new,
-    }
-    .leak_into_prefix()
-}
-
-extern "C" fn name() -> RStr<'static> {
-    RStr::from_str("polling")
-}
-
-extern "C" fn description() -> RStr<'static> {
-    RStr::from_str("arms each P's poll word; the requester spins with bounded backoff")
-}
-
-extern "C" fn capabilities() -> Capabilities {
-    Capabilities::NONE
-}
-
-extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, PluginError> {
-    catch_panic("new", || {
-        let polling = Polling::new(host, config.as_str())?;
-        Ok(Strategy_TO::from_value(polling, TD_Opaque))
-    })
+safepoint_abi::export_strategy! {
+    name: "polling",
+    description: "arms each P's poll word; the requester spins with bounded backoff",
+    capabilities: Capabilities::NONE,
+    new: Polling::new,
 }
 
 /// Spin rounds before the requester starts yielding its thread. Round `i` spins `2^i` times.

@@ -18,13 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use abi_stable::export_root_module;
-use abi_stable::prefix_type::PrefixTypeTrait;
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RVec};
+use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
     Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError,
-    SafePointFnArc, Strategy, Strategy_TO, StrategyBox, StrategyMod, StrategyModRef, catch_panic,
+    SafePointFnArc, Strategy, catch_panic,
 };
 
 use config::Config;
@@ -32,43 +29,12 @@ use state::State;
 use sys::AltStack;
 use sys::handler::{Installation, Registered};
 
-#[allow(unsafe_code)] // The macro exports a `#[no_mangle]` static.
-mod exported {
-    safepoint_abi::export_abi_version!();
-}
-
-/// The plugin's root module.
-#[export_root_module]
-pub fn root_module() -> StrategyModRef {
-    StrategyMod {
-        name,
-        description,
-        capabilities,
-        new,
-    }
-    .leak_into_prefix()
-}
-
-extern "C" fn name() -> RStr<'static> {
-    RStr::from_str("signal")
-}
-
-extern "C" fn description() -> RStr<'static> {
-    RStr::from_str(
-        "arms each P's poll word and signals its thread (SIGURG); the handler stops the P at \
-         an asynchronous safe point; late Ps are re-signalled every 100 µs",
-    )
-}
-
-extern "C" fn capabilities() -> Capabilities {
-    Capabilities::REACHES_NON_POLLING_PS
-}
-
-extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, PluginError> {
-    catch_panic("new", || {
-        let signal = SignalStrategy::new(host, config.as_str())?;
-        Ok(Strategy_TO::from_value(signal, TD_Opaque))
-    })
+safepoint_abi::export_strategy! {
+    name: "signal",
+    description: "arms each P's poll word and signals its thread (SIGURG); the handler stops \
+                  the P at an asynchronous safe point; late Ps are re-signalled every 100 µs",
+    capabilities: Capabilities::REACHES_NON_POLLING_PS,
+    new: SignalStrategy::new,
 }
 
 fn failed(entry_point: &str, message: String) -> PluginError {

@@ -9,38 +9,17 @@
 // `export_root_module` generates an undocumented public static.
 #![allow(missing_docs)]
 
-use abi_stable::export_root_module;
-use abi_stable::prefix_type::PrefixTypeTrait;
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RVec};
+use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
     Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PluginError, SafePointFnArc,
-    Strategy, Strategy_TO, StrategyBox, StrategyMod, StrategyModRef, catch_panic, parse_config,
+    Strategy, catch_panic, parse_config,
 };
 
-safepoint_abi::export_abi_version!();
-
-#[export_root_module]
-pub fn root_module() -> StrategyModRef {
-    StrategyMod {
-        name,
-        description,
-        capabilities,
-        new,
-    }
-    .leak_into_prefix()
-}
-
-extern "C" fn name() -> RStr<'static> {
-    RStr::from_str("misbehave")
-}
-
-extern "C" fn description() -> RStr<'static> {
-    RStr::from_str("test plugin that breaks the for_each_p contract on request")
-}
-
-extern "C" fn capabilities() -> Capabilities {
-    Capabilities::NONE
+safepoint_abi::export_strategy! {
+    name: "misbehave",
+    description: "test plugin that breaks the for_each_p contract on request",
+    capabilities: Capabilities::NONE,
+    new: Misbehave::new,
 }
 
 #[derive(Default)]
@@ -51,8 +30,8 @@ struct Misbehave {
     panic_in_barrier: bool,
 }
 
-extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, PluginError> {
-    catch_panic("new", || {
+impl Misbehave {
+    fn new(host: HostRef, config: &str) -> Result<Misbehave, PluginError> {
         let mut strategy = Misbehave {
             procs: host.procs(),
             ..Misbehave::default()
@@ -66,7 +45,7 @@ extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, Plugi
                 )
             })
         };
-        for (key, value) in parse_config("new", config.as_str())? {
+        for (key, value) in parse_config("new", config)? {
             match (key, value) {
                 ("skip", v) => strategy.skip = Some(number(v)?),
                 ("twice", v) => strategy.twice = Some(number(v)?),
@@ -84,8 +63,8 @@ extern "C" fn new(host: HostRef, config: RStr<'_>) -> RResult<StrategyBox, Plugi
                 }
             }
         }
-        Ok(Strategy_TO::from_value(strategy, TD_Opaque))
-    })
+        Ok(strategy)
+    }
 }
 
 impl Strategy for Misbehave {
