@@ -15,8 +15,13 @@ pub(crate) const DEFAULT_SIGNAL: &str = "SIGURG";
 /// the latter.
 pub(crate) const DEFAULT_RESIGNAL: Duration = Duration::from_micros(100);
 
-/// Spin rounds of the requester before it sleeps: round `i` spins `2^i` times.
-pub(crate) const DEFAULT_SPIN_ROUNDS: u32 = 6;
+/// Spin rounds before a waiter sleeps, when every P can have a CPU of its own: `2^9 - 1`
+/// pauses, about 11 µs on the development machine (22 ns a pause), which covers a signal's
+/// delivery to a running thread (10 µs there) and a requester's reply.
+pub(crate) const SPIN_ROUNDS_FITTING: u32 = 9;
+/// Spin rounds when Ps outnumber CPUs: none. A waiter that spins keeps a CPU from the thread
+/// it waits for.
+pub(crate) const SPIN_ROUNDS_OVERSUBSCRIBED: u32 = 0;
 
 /// A signal the strategy may use: one whose default action is harmless or that programs
 /// rarely use, never one the kernel sends for faults or job control.
@@ -90,11 +95,13 @@ pub(crate) struct Config {
     pub(crate) signal: Signal,
     /// How often late Ps are armed and signalled again: `resignal=100us`.
     pub(crate) resignal: Duration,
-    /// Spin rounds of the requester before it sleeps: `spin=6`.
-    pub(crate) spin_rounds: u32,
+    /// How long the requester, and a P stopped in its handler, spin before they sleep on
+    /// their futex: `2^N - 1` pauses (`spin=N`), or `None` for the default, which depends on
+    /// whether the Ps fit the CPUs (`spin=auto`).
+    pub(crate) spin_rounds: Option<u32>,
 }
 
-const KEYS: &str = "signal=NAME, resignal=DURATION (e.g. 100us, 1ms), spin=N";
+const KEYS: &str = "signal=NAME, resignal=DURATION (e.g. 100us, 1ms), spin=N|auto";
 
 fn invalid(message: String) -> PluginError {
     PluginError::new(ErrorKind::InvalidConfig, "new", message)
@@ -118,7 +125,7 @@ impl Config {
         let mut parsed = Config {
             signal: Signal::parse(DEFAULT_SIGNAL).expect("the default signal parses"),
             resignal: DEFAULT_RESIGNAL,
-            spin_rounds: DEFAULT_SPIN_ROUNDS,
+            spin_rounds: None,
         };
         for (key, value) in parse_config("new", config)? {
             match key {
@@ -135,13 +142,14 @@ impl Config {
                             ))
                         })?;
                 }
+                "spin" if value == "auto" => parsed.spin_rounds = None,
                 "spin" => {
-                    parsed.spin_rounds =
-                        value.parse().ok().filter(|n| *n <= 20).ok_or_else(|| {
-                            invalid(format!(
-                                "spin={value}: expected a number of rounds from 0 to 20"
-                            ))
-                        })?;
+                    let rounds = value.parse().ok().filter(|n| *n <= 20).ok_or_else(|| {
+                        invalid(format!(
+                            "spin={value}: expected auto or a number of rounds from 0 to 20"
+                        ))
+                    })?;
+                    parsed.spin_rounds = Some(rounds);
                 }
                 other => {
                     return Err(invalid(format!(
@@ -193,6 +201,7 @@ mod tests {
         let ok = Config::parse("signal=SIGUSR2, resignal=1ms, spin=0").expect("valid");
         assert_eq!(ok.signal.number, libc::SIGUSR2);
         assert_eq!(ok.resignal, Duration::from_millis(1));
-        assert_eq!(ok.spin_rounds, 0);
+        assert_eq!(ok.spin_rounds, Some(0));
+        assert_eq!(Config::parse("spin=auto").expect("auto").spin_rounds, None);
     }
 }

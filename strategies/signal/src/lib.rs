@@ -168,7 +168,7 @@ impl SignalStrategy {
     /// Spins `2^i` times in round `i`, checking for an event after each round.
     fn spin_for_event(&self, seen: u32) -> bool {
         let st = &*self.state;
-        for round in 0..st.config.spin_rounds {
+        for round in 0..st.spin_rounds {
             for _ in 0..(1u32 << round) {
                 std::hint::spin_loop();
             }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use safepoint_abi::claim::{CachePadded, Claims};
 use safepoint_abi::{Counter, HostRef};
 
-use crate::config::Config;
+use crate::config::{Config, SPIN_ROUNDS_FITTING, SPIN_ROUNDS_OVERSUBSCRIBED};
 use crate::park::{ParkWord, Wakeup};
 use crate::threads::ThreadTable;
 
@@ -93,11 +93,22 @@ pub(crate) struct State {
     /// loader and the unwinder, whose internal locks goroutine code may hold there.
     pub(crate) locking_code: Box<[Range<usize>]>,
     pub(crate) counters: Counters,
+    /// Spin rounds of the requester before it sleeps (round `i` spins `2^i` times).
+    pub(crate) spin_rounds: u32,
+    /// Pauses of a P stopped in its handler before it sleeps: as many as the requester's
+    /// rounds add up to.
+    pub(crate) handler_spins: u32,
 }
 
 impl State {
     pub(crate) fn new(host: HostRef, config: Config, locking_code: Vec<Range<usize>>) -> State {
         let procs = host.procs() as usize;
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let spin_rounds = config.spin_rounds.unwrap_or(if procs <= cpus {
+            SPIN_ROUNDS_FITTING
+        } else {
+            SPIN_ROUNDS_OVERSUBSCRIBED
+        });
         State {
             host,
             config,
@@ -108,6 +119,8 @@ impl State {
             wakeup: Wakeup::default(),
             locking_code: locking_code.into_boxed_slice(),
             counters: Counters::default(),
+            spin_rounds,
+            handler_spins: (1 << spin_rounds) - 1,
         }
     }
 }

@@ -392,12 +392,8 @@ fn stop_if_safe(state: &State, context: *const c_void) {
     };
     word.0.park();
     state.wakeup.notify();
-    word.0.wait_released(HANDLER_SPINS);
+    word.0.wait_released(state.handler_spins);
 }
-
-/// Spins of a stopped P before it sleeps on its futex: the requester, woken by the park,
-/// usually runs `f` and releases it within a few microseconds.
-const HANDLER_SPINS: u32 = 128;
 
 /// Step 5: hands the signal to the disposition saved when ours was installed.
 fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
