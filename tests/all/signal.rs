@@ -162,9 +162,9 @@ fn ps_that_never_poll_are_stopped_in_the_handler_once_per_barrier() {
     }
 }
 
-/// Work units inside each non-preemptible region: long enough (tens of microseconds) that
-/// most signals land inside one.
-const REGION_WORK: usize = 256;
+/// Work units inside each non-preemptible region: long enough (tens of microseconds in a
+/// test build) that many signals land inside one.
+const REGION_WORK: usize = 128;
 
 /// Issue 3, test 2: a goroutine inside a non-preemptible region is never stopped there. `f`
 /// checks a record that the region updates (first word, work, second word) and a flag set
@@ -250,8 +250,9 @@ fn set_blocked(signal: libc::c_int, blocked: bool) {
 }
 
 /// Work units between two polls of a goroutine whose thread blocks the signal: long enough
-/// that the requester signals it before it polls.
-const BLOCKED_WORK: usize = 512;
+/// (tens of microseconds in a test build) that the requester signals it before it polls.
+/// Once one signal is pending there, it stays pending.
+const BLOCKED_WORK: usize = 64;
 
 /// Issue 3, test 3: goroutines whose threads block SIGURG still complete every barrier at
 /// their polls, and the strategy counts it.
@@ -290,9 +291,40 @@ fn a_thread_that_blocks_the_signal_completes_barriers_at_its_polls() {
                     rt.strategy_counters()
                 );
                 assert_eq!(counter(&rt, "stops at async safe points"), 0);
+                // Go issue 37741: a thread is sent no second signal while one is in flight,
+                // and on a thread that blocks it, it stays in flight. Without the guard
+                // every barrier would signal every late P again.
+                assert!(
+                    counter(&rt, "signals sent") < BARRIERS / 10,
+                    "{procs} Ps: {:?}",
+                    rt.strategy_counters()
+                );
             }
         }
     }
+}
+
+/// Several runtimes with the signal strategy share the process's handler: both reach their
+/// spinners while they run barriers at the same time, and the one that outlives the other
+/// still does (the handler stays installed until the last strategy shuts down).
+#[test]
+fn two_runtimes_share_the_handler_and_one_outlives_the_other() {
+    let (a, b) = (runtime(&signal(), "", 2), runtime(&signal(), "", 4));
+    let (spin_a, spin_b) = (
+        Loops::start(&a, 1, work, || {}),
+        Loops::start(&b, 3, work, || {}),
+    );
+    std::thread::scope(|scope| {
+        scope.spawn(|| barriers(&a, &spin_a, BARRIERS, |_| {}));
+        scope.spawn(|| barriers(&b, &spin_b, BARRIERS, |_| {}));
+    });
+    spin_a.stop();
+    assert_eq!(counter(&a, "stops at async safe points"), BARRIERS);
+    sole_owner(a).shutdown();
+    barriers(&b, &spin_b, BARRIERS, |_| {});
+    spin_b.stop();
+    assert_eq!(counter(&b, "stops at async safe points"), 2 * 3 * BARRIERS);
+    assert_eq!(counter(&b, "signals forwarded"), 0);
 }
 
 /// The environment variable that makes [`chaining_child`] run.

@@ -262,6 +262,10 @@ impl Strategy for SignalStrategy {
                 st.counters.poll_stops.add();
                 if st.claims.run_claimed(&st.host, p, &f) {
                     st.wakeup.notify();
+                } else if st.oversubscribed {
+                    // Others are late, and may be waiting for the CPU this thread holds (a
+                    // signalled thread runs its handler only once scheduled).
+                    std::thread::yield_now();
                 }
             }
             Ok(())

@@ -98,16 +98,19 @@ pub(crate) struct State {
     /// Pauses of a P stopped in its handler before it sleeps: as many as the requester's
     /// rounds add up to.
     pub(crate) handler_spins: u32,
+    /// Ps outnumber CPUs.
+    pub(crate) oversubscribed: bool,
 }
 
 impl State {
     pub(crate) fn new(host: HostRef, config: Config, locking_code: Vec<Range<usize>>) -> State {
         let procs = host.procs() as usize;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let spin_rounds = config.spin_rounds.unwrap_or(if procs <= cpus {
-            SPIN_ROUNDS_FITTING
-        } else {
+        let oversubscribed = procs > cpus;
+        let spin_rounds = config.spin_rounds.unwrap_or(if oversubscribed {
             SPIN_ROUNDS_OVERSUBSCRIBED
+        } else {
+            SPIN_ROUNDS_FITTING
         });
         State {
             host,
@@ -121,6 +124,7 @@ impl State {
             counters: Counters::default(),
             spin_rounds,
             handler_spins: (1 << spin_rounds) - 1,
+            oversubscribed,
         }
     }
 }

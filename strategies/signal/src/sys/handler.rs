@@ -33,8 +33,10 @@
 //!      ranges computed at construction);
 //!    - if so, **stops the P**: publishes it parked (an atomic store), wakes the requester (an
 //!      atomic increment and at most one `FUTEX_WAKE`), and waits until the requester has run
-//!      `f` on its behalf (a bounded spin, then `FUTEX_WAIT`); if not, returns at once and
-//!      leaves the P to its next poll, whose poll word is armed.
+//!      `f` on its behalf (a bounded spin, then `FUTEX_WAIT`); then, if Ps outnumber CPUs and
+//!      others are still late, gives its CPU away (`sched_yield`, so that a late P's thread
+//!      gets to run its handler); if not, returns at once and leaves the P to its next
+//!      poll, whose poll word is armed.
 //! 5. **Forwards a signal that is not ours** (or that another process sent, even if one of
 //!    ours is in flight: standard signals coalesce) to the handler that was installed before
 //!    ours ([`forward`]): it calls that handler's `sa_sigaction` or `sa_handler` as its
@@ -46,6 +48,10 @@
 //!    (`sigaction`, `pthread_sigmask`, `tgkill`: all async-signal-safe).
 //!
 //! # What it never does
+//!
+//! Every call it makes is in POSIX's list of async-signal-safe functions (`sigaction`,
+//! `pthread_sigmask`, `write`, `abort`), or a bare Linux syscall that touches no library
+//! state (`gettid`, `tgkill`, `futex`, `sched_yield`: see [`super`]).
 //!
 //! It allocates nothing, takes no lock (the `Mutex` below guards installation only and is
 //! never touched here), reads no thread-local of this library (a `dlopen`ed library's TLS
@@ -393,6 +399,11 @@ fn stop_if_safe(state: &State, context: *const c_void) {
     word.0.park();
     state.wakeup.notify();
     word.0.wait_released(state.handler_spins);
+    if state.oversubscribed && state.claims.remaining() != 0 {
+        // Other Ps are late and may be waiting for this CPU: a signalled thread runs its
+        // handler only once scheduled.
+        super::sched_yield();
+    }
 }
 
 /// Step 5: hands the signal to the disposition saved when ours was installed.

@@ -53,10 +53,16 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     }
 }
 
-/// The calling thread's kernel id. Async-signal-safe.
+/// Gives the CPU to another runnable thread, if any. Async-signal-safe: a bare syscall.
+pub(crate) fn sched_yield() {
+    // SAFETY: sched_yield takes no arguments and touches no memory of ours.
+    unsafe { libc::syscall(libc::SYS_sched_yield) };
+}
+
+/// The calling thread's kernel id. Async-signal-safe: a bare syscall.
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
 /// The process id. Async-signal-safe.
@@ -66,7 +72,7 @@ pub(crate) fn getpid() -> i32 {
 }
 
 /// Sends `signal` to thread `tid` of process `pid`: `tgkill`, so that a thread id reused
-/// by another process can never receive it.
+/// by another process can never receive it. Async-signal-safe: a bare syscall.
 pub(crate) fn tgkill(pid: i32, tid: i32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: tgkill takes plain integers and touches no memory of ours.
     let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
