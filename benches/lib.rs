@@ -99,3 +99,55 @@ pub fn cache_line_round_trips(iters: u64) -> Duration {
     echo.join().expect("echo thread");
     elapsed
 }
+
+/// The signal floor: `iters` round trips of a signal, sent with `tgkill` to a thread that
+/// spins, whose handler bumps a counter that the sender spins on. Uses SIGUSR1 (with the
+/// previous disposition restored after), so as not to disturb a signal strategy's SIGURG.
+pub fn signal_round_trips(iters: u64) -> Duration {
+    static HANDLED: AtomicU64 = AtomicU64::new(0);
+    extern "C" fn on_signal(_signal: libc::c_int) {
+        HANDLED.fetch_add(1, Ordering::Release);
+    }
+    // SAFETY: sigaction is plain data; the handler is async-signal-safe (one atomic add)
+    // and of the signature its flags (no SA_SIGINFO) call for; `previous` is filled by the
+    // call and put back below.
+    let previous = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        let mut previous: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGUSR1, &action, &mut previous);
+        previous
+    };
+    let tid = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinner = {
+        let (tid, stop) = (Arc::clone(&tid), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid.store(unsafe { libc::gettid() } as u64, Ordering::Release);
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    while tid.load(Ordering::Acquire) == 0 {
+        std::hint::spin_loop();
+    }
+    let target = tid.load(Ordering::Acquire) as libc::pid_t;
+    let start = Instant::now();
+    for _ in 0..iters {
+        let before = HANDLED.load(Ordering::Acquire);
+        // SAFETY: tgkill takes plain integers; the target thread lives until `stop`.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), target, libc::SIGUSR1) };
+        while HANDLED.load(Ordering::Acquire) == before {
+            std::hint::spin_loop();
+        }
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().expect("spinner thread");
+    // SAFETY: `previous` is the disposition sigaction reported above.
+    unsafe { libc::sigaction(libc::SIGUSR1, &previous, std::ptr::null_mut()) };
+    elapsed
+}
