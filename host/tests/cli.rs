@@ -34,6 +34,13 @@ fn assert_fails(out: &Output, stderr_has: &str) {
     );
 }
 
+#[track_caller]
+fn assert_summary_has(stdout: &str, fields: &[&str]) {
+    for field in fields {
+        assert!(stdout.contains(field), "summary lacks `{field}`:\n{stdout}");
+    }
+}
+
 #[test]
 fn run_prints_a_summary_for_every_workload() {
     for workload in ["poll", "idle", "syscall", "mixed"] {
@@ -60,19 +67,17 @@ fn run_prints_a_summary_for_every_workload() {
             )),
             "{stdout}"
         );
-        for field in [
-            "barrier time     p50",
-            "p99",
-            "max",
-            "requester CPU",
-            "by themselves",
-            "by the requester",
-        ] {
-            assert!(
-                stdout.contains(field),
-                "{workload}: summary lacks `{field}`:\n{stdout}"
-            );
-        }
+        assert_summary_has(
+            &stdout,
+            &[
+                "barrier time     p50",
+                "p99",
+                "max",
+                "requester CPU",
+                "by themselves",
+                "by the requester",
+            ],
+        );
     }
 }
 
@@ -316,20 +321,18 @@ fn the_signal_strategy_runs_nopoll_and_its_summary_shows_its_counters() {
         stdout.starts_with("strategy signal, 4 Ps, workload nopoll: 200 barriers completed"),
         "{stdout}"
     );
-    for counter in [
-        "signals sent",
-        "handler entries",
-        "stops at async safe points",
-        "stops at polls",
-        "signals forwarded",
-        "polls with the signal blocked",
-        "EINTRs caused",
-    ] {
-        assert!(
-            stdout.contains(counter),
-            "summary lacks `{counter}`:\n{stdout}"
-        );
-    }
+    assert_summary_has(
+        &stdout,
+        &[
+            "signals sent",
+            "handler entries",
+            "stops at async safe points",
+            "stops at polls",
+            "signals forwarded",
+            "polls with the signal blocked",
+            "EINTRs caused",
+        ],
+    );
 }
 
 #[test]

@@ -135,31 +135,33 @@ fn barriers(
     });
 }
 
+/// Runs `scenario` on a fresh runtime of each P count, [`ROUNDS`] times each.
+fn at_every_p_count(scenario: impl Fn(usize, &Arc<Runtime>)) {
+    for procs in P_COUNTS {
+        for _ in 0..ROUNDS {
+            scenario(procs, &runtime(&signal(), "", procs));
+        }
+    }
+}
+
 /// Issue 3, test 1: goroutines that never poll are reached, each barrier, by stopping their
 /// P in the signal handler; `f` runs exactly once per P.
 #[test]
 fn ps_that_never_poll_are_stopped_in_the_handler_once_per_barrier() {
-    for procs in P_COUNTS {
-        for _ in 0..ROUNDS {
-            let rt = runtime(&signal(), "", procs);
-            // One P for the requester; the others spin without ever polling.
-            let spinners = Loops::start(&rt, procs - 1, work, || {});
-            barriers(&rt, &spinners, BARRIERS, |_| {});
-            spinners.stop();
-            let spinning = procs as u64 - 1;
-            assert_eq!(
-                counter(&rt, "stops at async safe points"),
-                BARRIERS * spinning,
-                "{procs} Ps: each spinner's P is stopped in its handler at every barrier"
-            );
-            assert_eq!(
-                counter(&rt, "stops at polls"),
-                0,
-                "{procs} Ps: nobody polls"
-            );
-            assert!(counter(&rt, "signals sent") >= BARRIERS * spinning);
-        }
-    }
+    at_every_p_count(|procs, rt| {
+        // One P for the requester; the others spin without ever polling.
+        let spinners = Loops::start(rt, procs - 1, work, || {});
+        barriers(rt, &spinners, BARRIERS, |_| {});
+        spinners.stop();
+        let spinning = procs as u64 - 1;
+        assert_eq!(
+            counter(rt, "stops at async safe points"),
+            BARRIERS * spinning,
+            "{procs} Ps: each spinner's P is stopped in its handler at every barrier"
+        );
+        assert_eq!(counter(rt, "stops at polls"), 0, "{procs} Ps: nobody polls");
+        assert!(counter(rt, "signals sent") >= BARRIERS * spinning);
+    });
 }
 
 /// Work units inside each non-preemptible region: long enough (tens of microseconds in a
@@ -172,65 +174,62 @@ const REGION_WORK: usize = 128;
 /// region's end polls).
 #[test]
 fn a_goroutine_in_a_non_preemptible_region_is_reached_at_its_next_poll() {
-    for procs in P_COUNTS {
-        for _ in 0..ROUNDS {
-            let rt = runtime(&signal(), "", procs);
-            let (first, second, inside) = (per_p(procs), per_p(procs), per_p(procs));
-            let (a, b, flag) = (Arc::clone(&first), Arc::clone(&second), Arc::clone(&inside));
-            let updaters = Loops::start(
-                &rt,
-                procs.max(2) - 1,
-                move |mut x| {
-                    {
-                        let _region = runtime::no_preempt("updating the P-local record");
-                        let p = runtime::current_p_id().expect("on a P").index();
-                        flag[p].store(1, Ordering::Relaxed);
-                        let v = a[p].load(Ordering::Relaxed) + 1;
-                        a[p].store(v, Ordering::Relaxed);
-                        for _ in 0..REGION_WORK {
-                            x = work(x);
-                        }
-                        b[p].store(v, Ordering::Relaxed);
-                        flag[p].store(0, Ordering::Relaxed);
+    at_every_p_count(|procs, rt| {
+        let (first, second, inside) = (per_p(procs), per_p(procs), per_p(procs));
+        let (a, b, flag) = (Arc::clone(&first), Arc::clone(&second), Arc::clone(&inside));
+        let updaters = Loops::start(
+            rt,
+            procs.max(2) - 1,
+            move |mut x| {
+                {
+                    let _region = runtime::no_preempt("updating the P-local record");
+                    let p = runtime::current_p_id().expect("on a P").index();
+                    flag[p].store(1, Ordering::Relaxed);
+                    let v = a[p].load(Ordering::Relaxed) + 1;
+                    a[p].store(v, Ordering::Relaxed);
+                    for _ in 0..REGION_WORK {
+                        x = work(x);
                     }
-                    if procs == 1 {
-                        // Sharing the only P with the requester.
-                        runtime::yield_now();
-                    }
-                    x
-                },
-                || {},
-            );
-            let torn = Arc::new(AtomicU64::new(0));
-            let t = Arc::clone(&torn);
-            barriers(&rt, &updaters, BARRIERS, move |p| {
-                let half_updated = first[p].load(Ordering::Relaxed)
-                    != second[p].load(Ordering::Relaxed)
-                    || inside[p].load(Ordering::Relaxed) != 0;
-                if half_updated {
-                    t.fetch_add(1, Ordering::Relaxed);
+                    b[p].store(v, Ordering::Relaxed);
+                    flag[p].store(0, Ordering::Relaxed);
                 }
-            });
-            updaters.stop();
-            assert_eq!(
-                torn.load(Ordering::Relaxed),
-                0,
-                "{procs} Ps: f ran while a P was inside its region"
-            );
-            if procs >= 2 {
-                assert!(
-                    counter(&rt, "signals left to the poll") > 0,
-                    "{procs} Ps: no signal landed inside a region: {:?}",
-                    rt.strategy_counters()
-                );
-                assert!(
-                    counter(&rt, "stops at polls") > 0,
-                    "{procs} Ps: no P was reached at its poll: {:?}",
-                    rt.strategy_counters()
-                );
+                if procs == 1 {
+                    // Sharing the only P with the requester.
+                    runtime::yield_now();
+                }
+                x
+            },
+            || {},
+        );
+        let torn = Arc::new(AtomicU64::new(0));
+        let t = Arc::clone(&torn);
+        barriers(rt, &updaters, BARRIERS, move |p| {
+            let half_updated = first[p].load(Ordering::Relaxed)
+                != second[p].load(Ordering::Relaxed)
+                || inside[p].load(Ordering::Relaxed) != 0;
+            if half_updated {
+                t.fetch_add(1, Ordering::Relaxed);
             }
+        });
+        updaters.stop();
+        assert_eq!(
+            torn.load(Ordering::Relaxed),
+            0,
+            "{procs} Ps: f ran while a P was inside its region"
+        );
+        if procs >= 2 {
+            assert!(
+                counter(rt, "signals left to the poll") > 0,
+                "{procs} Ps: no signal landed inside a region: {:?}",
+                rt.strategy_counters()
+            );
+            assert!(
+                counter(rt, "stops at polls") > 0,
+                "{procs} Ps: no P was reached at its poll: {:?}",
+                rt.strategy_counters()
+            );
         }
-    }
+    });
 }
 
 fn set_blocked(signal: libc::c_int, blocked: bool) {
@@ -263,45 +262,42 @@ const BLOCKED_WORK: usize = 64;
 /// runtime's end, which is harmless: every goroutine of this test polls.
 #[test]
 fn a_thread_that_blocks_the_signal_completes_barriers_at_its_polls() {
-    for procs in P_COUNTS {
-        for _ in 0..ROUNDS {
-            let rt = runtime(&signal(), "", procs);
-            let blockers = Loops::start(
-                &rt,
-                procs.max(2) - 1,
-                move |mut x| {
-                    set_blocked(libc::SIGURG, true);
-                    for _ in 0..BLOCKED_WORK {
-                        x = work(x);
-                    }
-                    runtime::poll();
-                    if procs == 1 {
-                        runtime::yield_now();
-                    }
-                    x
-                },
-                || set_blocked(libc::SIGURG, false),
+    at_every_p_count(|procs, rt| {
+        let blockers = Loops::start(
+            rt,
+            procs.max(2) - 1,
+            move |mut x| {
+                set_blocked(libc::SIGURG, true);
+                for _ in 0..BLOCKED_WORK {
+                    x = work(x);
+                }
+                runtime::poll();
+                if procs == 1 {
+                    runtime::yield_now();
+                }
+                x
+            },
+            || set_blocked(libc::SIGURG, false),
+        );
+        barriers(rt, &blockers, BARRIERS, |_| {});
+        blockers.stop();
+        if procs >= 2 {
+            assert!(
+                counter(rt, "polls with the signal blocked") > 0,
+                "{procs} Ps: {:?}",
+                rt.strategy_counters()
             );
-            barriers(&rt, &blockers, BARRIERS, |_| {});
-            blockers.stop();
-            if procs >= 2 {
-                assert!(
-                    counter(&rt, "polls with the signal blocked") > 0,
-                    "{procs} Ps: {:?}",
-                    rt.strategy_counters()
-                );
-                assert_eq!(counter(&rt, "stops at async safe points"), 0);
-                // Go issue 37741: a thread is sent no second signal while one is in flight,
-                // and on a thread that blocks it, it stays in flight. Without the guard
-                // every barrier would signal every late P again.
-                assert!(
-                    counter(&rt, "signals sent") < BARRIERS / 10,
-                    "{procs} Ps: {:?}",
-                    rt.strategy_counters()
-                );
-            }
+            assert_eq!(counter(rt, "stops at async safe points"), 0);
+            // Go issue 37741: a thread is sent no second signal while one is in flight,
+            // and on a thread that blocks it, it stays in flight. Without the guard
+            // every barrier would signal every late P again.
+            assert!(
+                counter(rt, "signals sent") < BARRIERS / 10,
+                "{procs} Ps: {:?}",
+                rt.strategy_counters()
+            );
         }
-    }
+    });
 }
 
 /// Several runtimes with the signal strategy share the process's handler: both reach their

@@ -35,8 +35,8 @@
 //!      atomic increment and at most one `FUTEX_WAKE`), and waits until the requester has run
 //!      `f` on its behalf (a bounded spin, then `FUTEX_WAIT`); then, if Ps outnumber CPUs and
 //!      others are still late, gives its CPU away (`sched_yield`, so that a late P's thread
-//!      gets to run its handler); if not, returns at once and leaves the P to its next
-//!      poll, whose poll word is armed.
+//!      gets to run its handler);
+//!    - if not, returns at once and leaves the P to its next poll: its poll word is armed.
 //! 5. **Forwards a signal that is not ours** (or that another process sent, even if one of
 //!    ours is in flight: standard signals coalesce) to the handler that was installed before
 //!    ours ([`forward`]): it calls that handler's `sa_sigaction` or `sa_handler` as its
