@@ -295,6 +295,23 @@ fn a_strategy_that_cannot_reach_non_polling_ps_refuses_nopoll_up_front() {
 }
 
 #[test]
+fn gc_with_nopoll_is_refused_up_front() {
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategy",
+            "signal",
+            "--gc",
+            "--workload",
+            "nopoll",
+            "--barriers",
+            "10",
+        ]),
+        "--gc cannot run with workload nopoll",
+    );
+}
+
+#[test]
 fn the_deadlock_demo_needs_two_ps() {
     assert_fails(
         &safepoint(&["demo", "deadlock", "--strategy", "polling", "--procs", "1"]),
