@@ -117,24 +117,13 @@ impl SignalStrategy {
         let Some(record) = st.threads.find(thread.tid) else {
             return;
         };
-        if record
-            .signal_in_flight
-            .compare_exchange(
-                false,
-                true,
-                std::sync::atomic::Ordering::AcqRel,
-                std::sync::atomic::Ordering::Relaxed,
-            )
-            .is_err()
-        {
+        if !record.start_signal() {
             return;
         }
         match sys::tgkill(st.pid, thread.tid, st.config.signal.number) {
             Ok(()) => st.counters.signals_sent.add(),
             // The thread has exited: nothing is in flight.
-            Err(_) => record
-                .signal_in_flight
-                .store(false, std::sync::atomic::Ordering::Release),
+            Err(_) => record.signal_not_sent(),
         }
     }
 

@@ -27,13 +27,31 @@ pub(crate) struct ThreadRecord {
     /// `m.signalPending` (Go issue 37741). The requester sets it before `tgkill` and sends
     /// nothing more while it is set; the handler clears it as it starts. A thread that
     /// blocks the signal keeps it set, so it is never sent a second one.
-    pub(crate) signal_in_flight: AtomicBool,
+    signal_in_flight: AtomicBool,
 }
 
 impl ThreadRecord {
     /// The thread's kernel id.
     pub(crate) fn tid(&self) -> i32 {
         self.tid.load(Ordering::Acquire)
+    }
+
+    /// Requester: marks a signal in flight, before sending it; false if one already is.
+    pub(crate) fn start_signal(&self) -> bool {
+        self.signal_in_flight
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Requester: the signal marked by [`ThreadRecord::start_signal`] could not be sent.
+    pub(crate) fn signal_not_sent(&self) {
+        self.signal_in_flight.store(false, Ordering::Release);
+    }
+
+    /// Handler: takes the mark; true if a signal of ours was in flight, so that this one is
+    /// (or includes) ours. Async-signal-safe.
+    pub(crate) fn take_signal(&self) -> bool {
+        self.signal_in_flight.swap(false, Ordering::AcqRel)
     }
 }
 

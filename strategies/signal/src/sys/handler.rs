@@ -353,7 +353,7 @@ fn dispatch(signal: libc::c_int, info: *const libc::siginfo_t, context: *const c
         // after the requester released it (until its thread is scheduled again), and the
         // next barrier's signal must not be held back meanwhile. It waits, blocked, until
         // this handler returns: still at most one pending.
-        let ours = thread.signal_in_flight.swap(false, Ordering::AcqRel);
+        let ours = thread.take_signal();
         if ours {
             stop_if_safe(state, context);
         }
