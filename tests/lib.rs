@@ -31,7 +31,7 @@ pub fn plugin_file(lib_name: &str) -> PathBuf {
 }
 
 /// Every shipped strategy.
-pub const SHIPPED: &[&str] = &["polling", "futex"];
+pub const SHIPPED: &[&str] = &["polling", "futex", "signal"];
 
 /// A shipped strategy, found by name through the default search path.
 pub fn shipped(name: &str) -> Plugin {

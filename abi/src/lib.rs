@@ -431,6 +431,14 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// A counter named `name` with `value`.
+    pub fn new(name: &str, value: u64) -> Counter {
+        Counter {
+            name: name.into(),
+            value,
+        }
+    }
+
     /// The counter `name`, with the current value of `value` (relaxed).
     pub fn read(name: &str, value: &AtomicU64) -> Counter {
         Counter {

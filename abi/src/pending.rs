@@ -106,19 +106,32 @@ impl PendingPs {
         *self.f.write().expect("f lock poisoned") = None;
     }
 
-    /// Whether `f` has yet to be claimed for `p` in this barrier.
+    /// Whether `f` has yet to be claimed for `p` in this barrier. Async-signal-safe.
+    ///
+    /// Sequentially consistent, like [`PendingPs::claim`]: a requester that arms a P again
+    /// (sequentially consistent too) and then finds it no longer pending may disarm it, and
+    /// cannot leave a stale arm behind. Either its load came after the claim, or the
+    /// claimer's disarm comes after its arm.
     pub fn is_pending(&self, p: PId) -> bool {
         self.pending
             .get(p.index())
-            .is_some_and(|flag| flag.load(Ordering::Acquire))
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
 
-    /// Claims `p`: true for exactly one caller per barrier, which must then run `f(p)`.
+    /// Claims `p`: true for exactly one caller per barrier, which must then run `f(p)` and
+    /// disarm ([`PendingPs::run_claimed`]) before acknowledging. Async-signal-safe.
     pub fn claim(&self, p: PId) -> bool {
         self.pending.get(p.index()).is_some_and(|flag| {
-            flag.compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+            flag.compare_exchange(true, false, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         })
+    }
+
+    /// For a P the caller has claimed: runs `f(p)`, then disarms `p` (before the caller
+    /// acknowledges, so a late disarm cannot clobber the next barrier's arm).
+    pub fn run_claimed(&self, host: &HostRef, p: PId, f: &SafePointFnArc) {
+        f.call(p);
+        host.disarm_poll(p);
     }
 
     /// The poll's slow path, on `p`'s own M at a safe point: claims `p`, runs the published
@@ -130,7 +143,7 @@ impl PendingPs {
         }
         let f = self.f.read().expect("f lock poisoned").clone();
         let f = f.expect("a claimed P has a barrier function");
-        run_claimed(host, p, &f);
+        self.run_claimed(host, p, &f);
         true
     }
 
@@ -144,17 +157,11 @@ impl PendingPs {
         }
         let ran = self.claim(p);
         if ran {
-            run_claimed(host, p, f);
+            self.run_claimed(host, p, f);
         }
         host.release_p(p);
         ran
     }
-}
-
-/// Runs `f` for a claimed P, then disarms it (before the caller acknowledges).
-fn run_claimed(host: &HostRef, p: PId, f: &SafePointFnArc) {
-    f.call(p);
-    host.disarm_poll(p);
 }
 
 #[cfg(test)]

@@ -221,6 +221,12 @@ pub enum RunError {
         /// What the strategy has.
         has: Capabilities,
     },
+    /// The GC's stack scan (`suspend_g`) waits for a running goroutine to poll, which a
+    /// `nopoll` spinner never does: the GC cycle would never end.
+    #[error(
+        "--gc cannot run with workload nopoll: the GC scans every goroutine's stack, and          suspend_g waits for a running goroutine to reach a poll, which a nopoll spinner never          does; run nopoll without --gc"
+    )]
+    GcNeedsPolls,
 }
 
 fn micros(ns: u64) -> f64 {
@@ -323,6 +329,9 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
             needs,
             has,
         });
+    }
+    if options.gc && options.workload == Workload::NoPoll {
+        return Err(RunError::GcNeedsPolls);
     }
     let procs = rt.procs();
     let gc = options.gc.then(|| Gc::start(rt, procs.div_ceil(4)));

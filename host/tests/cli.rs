@@ -34,6 +34,13 @@ fn assert_fails(out: &Output, stderr_has: &str) {
     );
 }
 
+#[track_caller]
+fn assert_summary_has(stdout: &str, fields: &[&str]) {
+    for field in fields {
+        assert!(stdout.contains(field), "summary lacks `{field}`:\n{stdout}");
+    }
+}
+
 #[test]
 fn run_prints_a_summary_for_every_strategy_and_workload() {
     for (strategy, workload) in ["polling", "futex"]
@@ -249,7 +256,7 @@ fn abi_mismatch_is_short_and_verbose_adds_the_layout_report() {
 }
 
 /// The shipped strategies the demos run with.
-const STRATEGIES: &[&str] = &["polling", "futex"];
+const STRATEGIES: &[&str] = &["polling", "futex", "signal"];
 
 #[test]
 fn run_with_gc_reports_cycles_and_barrier_times_by_wait_reason() {
@@ -343,6 +350,23 @@ fn a_strategy_that_cannot_reach_non_polling_ps_refuses_nopoll_up_front() {
             "10",
         ]),
         "strategy polling cannot run workload nopoll: it needs the capability reaches-non-polling-ps",
+    );
+}
+
+#[test]
+fn gc_with_nopoll_is_refused_up_front() {
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategy",
+            "signal",
+            "--gc",
+            "--workload",
+            "nopoll",
+            "--barriers",
+            "10",
+        ]),
+        "--gc cannot run with workload nopoll",
     );
 }
 
@@ -503,4 +527,72 @@ fn compare_quick_writes_every_row_and_the_floors() {
         "an SVG with the floors"
     );
     assert!(stdout.contains("p50/floor"), "{stdout}");
+}
+
+#[test]
+fn the_signal_strategy_runs_nopoll_and_its_summary_shows_its_counters() {
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "signal",
+        "--procs",
+        "4",
+        "--workload",
+        "nopoll",
+        "--barriers",
+        "200",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("strategy signal, 4 Ps, workload nopoll: 200 barriers completed"),
+        "{stdout}"
+    );
+    assert_summary_has(
+        &stdout,
+        &[
+            "signals sent",
+            "handler entries",
+            "stops at async safe points",
+            "stops at polls",
+            "signals forwarded",
+            "polls with the signal blocked",
+            "EINTRs caused",
+        ],
+    );
+}
+
+#[test]
+fn the_signal_strategy_takes_another_signal_and_refuses_unsafe_ones() {
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "signal:signal=SIGUSR2",
+        "--procs",
+        "2",
+        "--workload",
+        "nopoll",
+        "--barriers",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategy",
+            "signal:signal=SIGSEGV",
+            "--barriers",
+            "1",
+        ]),
+        "refused to start: signal=SIGSEGV: expected one of SIGURG",
+    );
+    let list = text(&safepoint(&["list"]).stdout);
+    let signal = list
+        .split("\nsignal ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no signal plugin listed:\n{list}"));
+    assert!(
+        signal.contains("capabilities: reaches-non-polling-ps"),
+        "{list}"
+    );
 }

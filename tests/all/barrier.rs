@@ -219,7 +219,7 @@ fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it(plugin: &Plugin) {
 }
 
 safepoint_tests::strategy_tests!(
-    strategies: [polling, futex],
+    strategies: [polling, futex, signal],
     tests: [
         runs_f_exactly_once_for_every_p,
         never_shows_f_half_updated_p_local_state,

@@ -120,7 +120,7 @@ fn deadlock_demo_completes_through_for_each_p(plugin: &Plugin) {
 }
 
 safepoint_tests::strategy_tests!(
-    strategies: [polling, futex],
+    strategies: [polling, futex, signal],
     tests: [
         gc_cycles_lose_nothing_and_mark_nothing_twice,
         dump_shows_the_gc_goroutine_in_mark_termination,

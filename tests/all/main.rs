@@ -5,6 +5,7 @@ mod contract;
 mod futex;
 mod gc;
 mod loader;
+mod signal;
 mod stress;
 mod swap;
 mod timeout;

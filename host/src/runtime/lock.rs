@@ -22,6 +22,11 @@ pub(crate) fn held_by_this_thread() -> u32 {
 }
 
 /// Counts one held lock for as long as it lives; not `Send`, like the guards it sits in.
+///
+/// A guard makes its `Held` *before* it acquires the lock, and drops it after releasing:
+/// a thread that is inside parking_lot's acquisition or release (which may hold a queue
+/// lock of parking_lot_core), or that holds the lock but has not counted it yet, must not
+/// look like an asynchronous safe point either.
 struct Held(PhantomData<*const ()>);
 
 impl Held {
@@ -51,10 +56,10 @@ impl<T> Mutex<T> {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        let guard = self.0.lock();
+        let held = Held::new();
         MutexGuard {
-            guard,
-            _held: Held::new(),
+            guard: self.0.lock(),
+            _held: held,
         }
     }
 }
@@ -88,19 +93,19 @@ impl<T> ArcMutex<T> {
 
     /// A guard borrowed from this handle, for threads that wait on a [`Condvar`].
     pub(crate) fn lock_here(&self) -> MutexGuard<'_, T> {
-        let guard = self.0.lock();
+        let held = Held::new();
         MutexGuard {
-            guard,
-            _held: Held::new(),
+            guard: self.0.lock(),
+            _held: held,
         }
     }
 
     /// A guard that may outlive this handle: the one a parking goroutine hands its M.
     pub(crate) fn lock(&self) -> ArcMutexGuard<T> {
-        let guard = self.0.lock_arc();
+        let held = Held::new();
         ArcMutexGuard {
-            guard,
-            _held: Held::new(),
+            guard: self.0.lock_arc(),
+            _held: held,
         }
     }
 }

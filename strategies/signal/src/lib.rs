@@ -1,0 +1,322 @@
+//! The signal safe-point strategy: arm every P's poll word, and send a signal to the thread
+//! of every running P, whose handler stops the P at an asynchronous safe point while the
+//! requester runs `f` for it. Reaches Ps whose goroutines never poll.
+//!
+#![doc = include_str!("../README.md")]
+// `export_root_module` generates an undocumented public static.
+#![allow(missing_docs)]
+#![deny(unsafe_code)]
+
+mod config;
+mod park;
+mod state;
+#[allow(unsafe_code)]
+mod sys;
+mod threads;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use abi_stable::std_types::{RResult, RVec};
+use safepoint_abi::{
+    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError,
+    SafePointFnArc, Strategy, catch_panic,
+};
+
+use config::Config;
+use state::State;
+use sys::handler::{Installation, Registered};
+
+safepoint_abi::export_strategy! {
+    name: "signal",
+    description: "arms each P's poll word and signals its thread (SIGURG); the handler stops \
+                  the P at an asynchronous safe point; late Ps are re-signalled every 100 µs",
+    capabilities: Capabilities::REACHES_NON_POLLING_PS,
+    new: SignalStrategy::new,
+}
+
+fn failed(entry_point: &str, message: String) -> PluginError {
+    PluginError::new(ErrorKind::Failed, entry_point, message)
+}
+
+struct SignalStrategy {
+    /// What the handler reads, registered so that it finds it.
+    state: Registered,
+    /// Our handler for the signal, while the strategy is live.
+    installation: Mutex<Option<Installation>>,
+    /// Each attached M's thread id: attach and detach may run on another thread (a swap).
+    tids: Mutex<HashMap<MId, i32>>,
+}
+
+impl SignalStrategy {
+    fn new(host: HostRef, config: &str) -> Result<SignalStrategy, PluginError> {
+        let config = Config::parse(config)?;
+        let state = State::new(host, config, sys::locking_code_ranges());
+        let state = sys::handler::register(Box::new(state)).map_err(|e| failed("new", e))?;
+        let installation = sys::handler::install(config.signal).map_err(|e| {
+            failed(
+                "new",
+                format!("cannot install a handler for {}: {e}", config.signal),
+            )
+        })?;
+        Ok(SignalStrategy {
+            state,
+            installation: Mutex::new(Some(installation)),
+            tids: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The requester's side; see the README.
+    fn barrier(&self, f: &SafePointFnArc) {
+        let st = &*self.state;
+        st.counters.barriers.add();
+        let round = st.pending.begin(&st.host, f);
+        st.expect_acknowledgements(round.others.len());
+        // 1. Arm every other P, then signal the running ones, before serving any: all of
+        //    them head for a safe point at once.
+        for &p in &round.others {
+            st.host.arm_poll(p);
+        }
+        for &p in &round.others {
+            if st.host.p_status(p) == PStatus::Running {
+                self.signal(p);
+            }
+        }
+        // 2. The requester's own P.
+        if let Some(own) = round.own {
+            f.call(own);
+        }
+        // 3. Parked Ps (idle, in a syscall). A P we cannot stop is running: it reaches its
+        //    poll, or our signal stops it.
+        for &p in &round.others {
+            if st.pending.serve_if_parked(&st.host, p, f) {
+                st.acknowledge();
+            }
+        }
+        // 4. The running Ps.
+        self.wait(&round.others, f);
+        st.pending.end();
+    }
+
+    /// Sends the signal to the thread of the M that holds `p`, unless `p` has been reached
+    /// meanwhile, or one of ours is already in flight to that thread (Go issue 37741: a
+    /// thread flooded with signals makes no progress, and standard signals do not queue
+    /// anyway).
+    fn signal(&self, p: PId) {
+        let st = &*self.state;
+        if !st.pending.is_pending(p) {
+            return;
+        }
+        let Some(thread) = st.host.p_thread(p).into_option() else {
+            return;
+        };
+        let Some(record) = st.threads.find(thread.tid) else {
+            return;
+        };
+        if !record.start_signal() {
+            return;
+        }
+        match sys::tgkill(st.pid, thread.tid, st.config.signal.number) {
+            Ok(()) => st.counters.signals_sent.add(),
+            // The thread has exited: nothing is in flight.
+            Err(_) => record.signal_not_sent(),
+        }
+    }
+
+    /// Waits until every P has acknowledged: serves the Ps that stopped in their handler,
+    /// arms and signals late Ps again every `resignal`, spins briefly for an event, then
+    /// sleeps on the wake-up futex until the next event or the next re-signal.
+    fn wait(&self, others: &[PId], f: &SafePointFnArc) {
+        let st = &*self.state;
+        let interval = st.config.resignal.as_nanos() as u64;
+        let mut next_resignal = st.host.now_nanos() + interval;
+        loop {
+            let seen = st.wakeup.current();
+            self.serve_stopped_in_handler(others, f);
+            if st.remaining() == 0 {
+                return;
+            }
+            let now = st.host.now_nanos();
+            if now >= next_resignal {
+                self.resignal(others);
+                next_resignal = now + interval;
+                continue;
+            }
+            if !self.spin_for_event(seen) {
+                st.counters.requester_sleeps.add();
+                st.wakeup
+                    .sleep(seen, Duration::from_nanos(next_resignal - now));
+            }
+        }
+    }
+
+    /// Spins `2^i` times in round `i`, checking for an event after each round.
+    fn spin_for_event(&self, seen: u32) -> bool {
+        let st = &*self.state;
+        for round in 0..st.spin_rounds {
+            for _ in 0..(1u32 << round) {
+                std::hint::spin_loop();
+            }
+            if st.wakeup.moved(seen) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs `f` for every P whose M waits in the handler, and lets each go.
+    fn serve_stopped_in_handler(&self, others: &[PId], f: &SafePointFnArc) {
+        let st = &*self.state;
+        for &p in others {
+            let Some(word) = st.parked.get(p.index()) else {
+                continue;
+            };
+            if word.0.try_take() {
+                if st.pending.claim(p) {
+                    st.pending.run_claimed(&st.host, p, f);
+                    st.acknowledge();
+                    st.counters.async_stops.add();
+                }
+                word.0.release();
+            }
+        }
+    }
+
+    /// Arms every late P again (the host counts the pokes for its timeout report) and
+    /// signals it if it runs.
+    fn resignal(&self, others: &[PId]) {
+        let st = &*self.state;
+        st.counters.resignal_rounds.add();
+        for &p in others {
+            if !st.pending.is_pending(p) {
+                continue;
+            }
+            st.host.arm_poll(p);
+            if !st.pending.is_pending(p) {
+                // Claimed meanwhile, perhaps disarmed before our arm: take the arm back rather
+                // than leave the P polling slowly until the next barrier. Nobody else arms it
+                // before we return (see `PendingPs::is_pending`).
+                st.host.disarm_poll(p);
+                continue;
+            }
+            if st.host.p_status(p) == PStatus::Running {
+                self.signal(p);
+            }
+        }
+    }
+
+    /// Uninstalls the handler and forgets the state; idempotent.
+    ///
+    /// First waits (a little) for signals still on their way: after a swap the threads live
+    /// on, and a signal of ours delivered once the previous disposition is back would get
+    /// that disposition (termination, for most signals).
+    fn retire(&self) -> Result<(), PluginError> {
+        let deadline = std::time::Instant::now() + Duration::from_millis(100);
+        while self.state.threads.signal_in_flight() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.state.unregister();
+        let installation = self
+            .installation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(installation) = installation {
+            installation.uninstall().map_err(|e| {
+                failed(
+                    "shutdown",
+                    format!(
+                        "cannot restore the previous handler of {}: {e}",
+                        self.state.config.signal
+                    ),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Strategy for SignalStrategy {
+    fn for_each_p_internal(&self, f: SafePointFnArc) -> RResult<(), PluginError> {
+        catch_panic("for_each_p_internal", || {
+            self.barrier(&f);
+            Ok(())
+        })
+    }
+
+    fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
+        catch_panic("on_poll", || {
+            let st = &*self.state;
+            if st.pending.serve_at_safe_point(&st.host, p) {
+                if sys::signal_blocked_and_pending(st.config.signal.number) {
+                    st.counters.blocked.add();
+                }
+                st.counters.poll_stops.add();
+                if st.acknowledge() {
+                    st.wakeup.notify();
+                } else if st.oversubscribed {
+                    // Others are late, and may be waiting for the CPU this thread holds (a
+                    // signalled thread runs its handler only once scheduled).
+                    std::thread::yield_now();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn attach_thread(&self, m: MId, thread: OsThread) -> RResult<(), PluginError> {
+        catch_panic("attach_thread", || {
+            let st = &*self.state;
+            if sys::gettid() == thread.tid {
+                // On the M's own thread, as it starts: an M inherits the mask of the thread
+                // that started it, which may be a goroutine's thread that blocks the
+                // signal; start it unblocked, as Go's `minitSignalMask` does. (A swap
+                // attaches from another thread; the M's mask is then already ours.) The
+                // host gives every M its alternate signal stack.
+                sys::set_signal_blocked(st.config.signal.number, false);
+            }
+            self.tids
+                .lock()
+                .expect("tid lock poisoned")
+                .insert(m, thread.tid);
+            // Last: from now on the requester may signal the thread.
+            st.threads
+                .add(thread.tid)
+                .map_err(|e| failed("attach_thread", format!("{m}: {e}")))?;
+            Ok(())
+        })
+    }
+
+    fn detach_thread(&self, m: MId) -> RResult<(), PluginError> {
+        catch_panic("detach_thread", || {
+            let st = &*self.state;
+            let tid = self.tids.lock().expect("tid lock poisoned").remove(&m);
+            let Some(tid) = tid else {
+                return Err(failed("detach_thread", format!("{m} was not attached")));
+            };
+            if sys::gettid() == tid {
+                // The M stops: a signal of ours still pending dies with the thread.
+                sys::set_signal_blocked(st.config.signal.number, true);
+            }
+            st.threads.retire(tid);
+            Ok(())
+        })
+    }
+
+    fn counters(&self) -> RVec<Counter> {
+        RVec::from(self.state.counters.report())
+    }
+
+    fn shutdown(&self) -> RResult<(), PluginError> {
+        catch_panic("shutdown", || self.retire())
+    }
+}
+
+impl Drop for SignalStrategy {
+    fn drop(&mut self) {
+        // A host that did not call shutdown: still restore the previous handler. Nothing to
+        // report an error to.
+        let _ = self.retire();
+    }
+}

@@ -1,0 +1,169 @@
+//! The two waits of the protocol, each on a futex word: a P stopped in the signal handler
+//! waiting for the requester ([`ParkWord`]), and the requester waiting for Ps
+//! ([`Wakeup`]). Everything a signal handler calls here is async-signal-safe: atomics and
+//! the futex syscall.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::sys::{futex_wait, futex_wake};
+
+/// The state of one P's stop in the signal handler, as a futex word.
+///
+/// ```text
+///  IDLE --handler: park--> PARKED --requester: try_take--> CLAIMED --requester: release--> RELEASED
+///    ^                                                                                        |
+///    +------------------------------- handler: wait_released returns ---------------------------+
+/// ```
+///
+/// The handler may add the `SLEEPING` bit to `PARKED` or `CLAIMED` before it sleeps on the
+/// word; `release` wakes it if the bit is set.
+#[derive(Debug, Default)]
+pub(crate) struct ParkWord(AtomicU32);
+
+const IDLE: u32 = 0;
+const PARKED: u32 = 1;
+const CLAIMED: u32 = 2;
+const RELEASED: u32 = 3;
+const SLEEPING: u32 = 1 << 2;
+
+impl ParkWord {
+    /// Handler: publishes that the P waits in the handler for the requester to run `f` on
+    /// its behalf. Release: everything the interrupted code wrote happens-before the
+    /// requester's `try_take`, and so before `f`. Async-signal-safe.
+    pub(crate) fn park(&self) {
+        self.0.store(PARKED, Ordering::Release);
+    }
+
+    /// Requester: takes a P parked in its handler; true if there was one. The requester then
+    /// owns the P until [`ParkWord::release`].
+    pub(crate) fn try_take(&self) -> bool {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            if current & !SLEEPING != PARKED {
+                return false;
+            }
+            match self.0.compare_exchange_weak(
+                current,
+                CLAIMED | (current & SLEEPING),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Requester: lets the handler return. Release: `f`'s effects happen-before the P
+    /// resumes.
+    pub(crate) fn release(&self) {
+        if self.0.swap(RELEASED, Ordering::Release) & SLEEPING != 0 {
+            futex_wake(&self.0, 1);
+        }
+    }
+
+    /// Handler: waits until [`ParkWord::release`], spinning `spins` times before it sleeps
+    /// on the futex, then resets the word for the next barrier. Async-signal-safe.
+    pub(crate) fn wait_released(&self, spins: u32) {
+        let mut spun = 0;
+        loop {
+            let current = self.0.load(Ordering::Acquire);
+            if current == RELEASED {
+                self.0.store(IDLE, Ordering::Relaxed);
+                return;
+            }
+            if spun < spins {
+                spun += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let sleeping = current | SLEEPING;
+            if current & SLEEPING == 0
+                && self
+                    .0
+                    .compare_exchange(current, sleeping, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            futex_wait(&self.0, sleeping, None);
+        }
+    }
+}
+
+/// An event count the requester sleeps on while it waits for Ps: the last acknowledgement
+/// and every P parking in its handler bump it.
+///
+/// The requester reads [`Wakeup::current`], checks its conditions, and sleeps only if the
+/// count has not moved since; a notifier changes the condition, then bumps the count, then
+/// wakes the requester if it sleeps. All sequentially consistent, so either the requester
+/// sees the change or the notifier sees it sleeping (and the futex compares the count
+/// atomically with going to sleep).
+#[derive(Debug, Default)]
+pub(crate) struct Wakeup {
+    seq: AtomicU32,
+    sleeping: AtomicBool,
+}
+
+impl Wakeup {
+    /// The current count; pass it to [`Wakeup::sleep`].
+    pub(crate) fn current(&self) -> u32 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Whether the count has moved since `seen`.
+    pub(crate) fn moved(&self, seen: u32) -> bool {
+        self.current() != seen
+    }
+
+    /// Wakes the requester if it sleeps. Async-signal-safe.
+    pub(crate) fn notify(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            futex_wake(&self.seq, 1);
+        }
+    }
+
+    /// Requester: sleeps for at most `timeout` unless the count has moved since `seen`.
+    pub(crate) fn sleep(&self, seen: u32, timeout: Duration) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if !self.moved(seen) {
+            futex_wait(&self.seq, seen, Some(timeout));
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_parked_word_is_taken_once_and_released_to_its_waiter() {
+        let word = Arc::new(ParkWord::default());
+        assert!(!word.try_take(), "nothing parked yet");
+        word.park();
+        let waiter = {
+            let word = Arc::clone(&word);
+            // Spins 0 times: sleeps on the futex at once, so release must wake it.
+            std::thread::spawn(move || word.wait_released(0))
+        };
+        assert!(word.try_take());
+        assert!(!word.try_take(), "taken once");
+        word.release();
+        waiter.join().expect("waiter");
+        assert!(!word.try_take(), "idle again");
+    }
+
+    #[test]
+    fn a_notify_before_sleep_is_not_lost() {
+        let wakeup = Wakeup::default();
+        let seen = wakeup.current();
+        wakeup.notify();
+        // Would sleep for an hour if the notification were lost.
+        wakeup.sleep(seen, Duration::from_secs(3600));
+        assert!(wakeup.moved(seen));
+    }
+}

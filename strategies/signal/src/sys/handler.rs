@@ -1,0 +1,542 @@
+//! The signal handler, quarantined: its installation, the registry through which it finds
+//! the strategies, and everything it runs.
+//!
+//! # What the handler does
+//!
+//! [`on_signal`] runs on the interrupted thread, on that thread's alternate signal stack if
+//! it has one (every M has: `attach_thread` gives it one), with the signal blocked. In
+//! order:
+//!
+//! 1. **Saves `errno`**, and restores it as it returns: the futex and `gettid` syscalls
+//!    below may change it under the interrupted code. (`__errno_location` is a pure
+//!    accessor.)
+//! 2. **Finds the strategy this thread belongs to**: `gettid()` (a syscall), then for each
+//!    registered strategy using this signal, a lookup of the tid in its thread table. Each
+//!    registry slot is entered by incrementing its reader count before loading its pointer
+//!    ([`Slot::enter`]), so the strategy cannot be freed while the handler reads it.
+//!    Atomic loads and read-modify-writes only.
+//! 3. **Decides whether the signal is ours**: the thread's record says a signal of ours is
+//!    in flight to it (set by the requester before `tgkill`). It clears the mark at once
+//!    (an atomic swap): a new signal may be sent from now on, and waits, blocked, until this
+//!    handler returns.
+//! 4. If it is ours:
+//!    - counts an `EINTR` it caused: the interrupted context shows a syscall about to
+//!      return `-EINTR` ([`caused_eintr`]: reads two registers of the `ucontext` and the
+//!      instruction bytes before the interrupted PC, which is mapped since execution resumes
+//!      there);
+//!    - asks the host for the thread's P (`Host::current_p`) and whether the P is pending in
+//!      the barrier ([`PendingPs::is_pending`](safepoint_abi::PendingPs::is_pending)): both
+//!      async-signal-safe by their contracts;
+//!    - asks whether the interrupted code is at an asynchronous safe point
+//!      (`Host::at_async_safe_point`, async-signal-safe by contract) and whether its PC lies
+//!      outside the C library, the dynamic loader and the unwinder (a comparison against
+//!      ranges computed at construction);
+//!    - if so, **stops the P**: publishes it parked (an atomic store), wakes the requester (an
+//!      atomic increment and at most one `FUTEX_WAKE`), and waits until the requester has run
+//!      `f` on its behalf (a bounded spin, then `FUTEX_WAIT`); then, if Ps outnumber CPUs and
+//!      others are still late, gives its CPU away (`sched_yield`, so that a late P's thread
+//!      gets to run its handler);
+//!    - if not, returns at once and leaves the P to its next poll: its poll word is armed.
+//! 5. **Forwards a signal that is not ours** (or that another process sent, even if one of
+//!    ours is in flight: standard signals coalesce) to the handler that was installed before
+//!    ours ([`forward`]): it calls that handler's `sa_sigaction` or `sa_handler` as its
+//!    `SA_SIGINFO` flag says, with its `sa_mask` added to the thread's mask for the call
+//!    (`pthread_sigmask`, async-signal-safe). If that disposition was `SIG_IGN`, nothing; if
+//!    it was `SIG_DFL`, the default action: nothing for signals ignored by default (SIGURG,
+//!    SIGWINCH), otherwise the handler resets the disposition, unblocks the signal and sends
+//!    it to its own thread, which ends the process as the default action would have
+//!    (`sigaction`, `pthread_sigmask`, `tgkill`: all async-signal-safe).
+//!
+//! # What it never does
+//!
+//! Every call it makes is in POSIX's list of async-signal-safe functions (`sigaction`,
+//! `pthread_sigmask`, `write`, `abort`), or a bare Linux syscall that touches no library
+//! state (`gettid`, `tgkill`, `futex`, `sched_yield`: see [`super`]).
+//!
+//! It allocates nothing, takes no lock (the `Mutex` below guards installation only and is
+//! never touched here), reads no thread-local of this library (a `dlopen`ed library's TLS
+//! may be allocated on first use), and cannot panic: every index is checked with `get`,
+//! arithmetic cannot overflow, and a path that cannot go on writes with `write(2)` and
+//! aborts ([`super::fatal`]). The barrier function `f` never runs here: the requester runs
+//! it, so `f` need not be async-signal-safe.
+//!
+//! # Installation
+//!
+//! [`install`] is reference-counted per signal number: the first strategy to use a signal
+//! saves the disposition it finds and installs [`on_signal`]; the last to shut down puts the
+//! saved disposition back ([`Installation::uninstall`]), unless someone has replaced ours
+//! meanwhile. Several runtimes with a signal strategy can so share one process. Saved
+//! dispositions are leaked, immutable records: a handler still forwarding under an earlier
+//! installation never reads one that is being rewritten.
+
+use std::ffi::c_void;
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use crate::config::Signal;
+use crate::state::State;
+
+use super::{getpid, gettid, set_signal_blocked, tgkill};
+
+// ---------------------------------------------------------------------------------------
+// The registry of live strategies.
+
+/// At most this many signal strategies live at once in a process.
+const MAX_STRATEGIES: usize = 64;
+
+/// One registered strategy.
+struct Slot {
+    /// Handlers currently reading `state` through this slot.
+    readers: AtomicUsize,
+    /// The strategy, or null.
+    state: AtomicPtr<State>,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            readers: AtomicUsize::new(0),
+            state: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// Enters the slot: the state it names stays alive until the guard drops. `None` for an
+    /// empty slot. Async-signal-safe.
+    fn enter(&self) -> Option<Entered<'_>> {
+        // Sequentially consistent, against `Registered::unregister`'s store-then-load: either we
+        // see null, or it sees our increment and waits for us.
+        self.readers.fetch_add(1, Ordering::SeqCst);
+        let state = self.state.load(Ordering::SeqCst);
+        if state.is_null() {
+            self.readers.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Entered { slot: self, state })
+    }
+}
+
+struct Entered<'a> {
+    slot: &'a Slot,
+    state: *const State,
+}
+
+impl Entered<'_> {
+    fn state(&self) -> &State {
+        // SAFETY: `state` was non-null in the slot after we counted ourselves a reader. It
+        // points into the box of a `Registered`, which nulls the slot and waits until no
+        // reader is left before the box can be freed or moved out.
+        unsafe { &*self.state }
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.slot.readers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+static SLOTS: [Slot; MAX_STRATEGIES] = [const { Slot::new() }; MAX_STRATEGIES];
+/// One past the highest slot ever used, so the handler scans only those.
+static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
+/// Serialises registration (never taken by the handler).
+static REGISTRY: Mutex<()> = Mutex::new(());
+
+/// A strategy's state, registered so that the handler finds it. The state stays at its
+/// address (boxed) until the value is dropped, and the entry is removed first (by
+/// [`Registered::unregister`] or on drop): the handler never reads freed state.
+pub(crate) struct Registered {
+    state: Box<State>,
+    /// The slot, or [`UNREGISTERED`].
+    index: AtomicUsize,
+}
+
+const UNREGISTERED: usize = usize::MAX;
+
+/// Makes `state` visible to the handler.
+pub(crate) fn register(state: Box<State>) -> Result<Registered, String> {
+    let _serialised = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let index = SLOTS
+        .iter()
+        .position(|slot| slot.state.load(Ordering::SeqCst).is_null())
+        .ok_or_else(|| format!("more than {MAX_STRATEGIES} signal strategies in one process"))?;
+    SLOTS[index].state.store(
+        std::ptr::from_ref::<State>(&state).cast_mut(),
+        Ordering::SeqCst,
+    );
+    SLOTS_USED.fetch_max(index + 1, Ordering::SeqCst);
+    Ok(Registered {
+        state,
+        index: AtomicUsize::new(index),
+    })
+}
+
+impl Registered {
+    /// Removes the entry, and waits until no handler reads it. Idempotent.
+    pub(crate) fn unregister(&self) {
+        let index = self.index.swap(UNREGISTERED, Ordering::SeqCst);
+        let Some(slot) = SLOTS.get(index) else {
+            return;
+        };
+        // Held until the slot is drained, so that no new strategy moves in meanwhile.
+        let _serialised = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        slot.state.store(std::ptr::null_mut(), Ordering::SeqCst);
+        // Handlers in the slot are finishing (no barrier is in flight, so none waits for a
+        // requester): a few instructions each.
+        while slot.readers.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl std::ops::Deref for Registered {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Installation.
+
+/// Signal numbers are below this (Linux: 1 to 64).
+const NSIG: usize = 65;
+
+/// How many strategies use each signal.
+static INSTALLS: Mutex<[u32; NSIG]> = Mutex::new([0; NSIG]);
+
+/// The disposition found when our handler was installed, per signal. Leaked and immutable.
+static PREVIOUS: [AtomicPtr<libc::sigaction>; NSIG] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; NSIG];
+
+type SigactionFn = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
+type SighandlerFn = extern "C" fn(libc::c_int);
+
+fn our_handler() -> libc::sighandler_t {
+    on_signal as SigactionFn as libc::sighandler_t
+}
+
+fn query(signal: libc::c_int) -> io::Result<libc::sigaction> {
+    // SAFETY: sigaction is plain data; a null new action makes the call a query that fills
+    // `current`.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut current) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(current)
+}
+
+fn set(signal: libc::c_int, action: &libc::sigaction) -> io::Result<()> {
+    // SAFETY: `action` is a fully initialised sigaction whose handler, if any, is a valid
+    // function of the right signature (ours, or one the process installed before).
+    if unsafe { libc::sigaction(signal, action, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn same_disposition(a: &libc::sigaction, b: &libc::sigaction) -> bool {
+    a.sa_sigaction == b.sa_sigaction
+        && a.sa_flags == b.sa_flags
+        && (1..NSIG as libc::c_int).all(|s| {
+            // SAFETY: both masks are initialised sigsets and `s` a valid signal number.
+            unsafe { libc::sigismember(&a.sa_mask, s) == libc::sigismember(&b.sa_mask, s) }
+        })
+}
+
+/// Our handler installed for one signal; give it back with [`Installation::uninstall`].
+#[derive(Debug)]
+pub(crate) struct Installation {
+    signal: libc::c_int,
+}
+
+/// Installs [`on_signal`] for `signal`, saving the disposition it replaces, unless another
+/// strategy already did.
+pub(crate) fn install(signal: Signal) -> io::Result<Installation> {
+    let number = signal.number;
+    let index = usize::try_from(number)
+        .ok()
+        .filter(|&i| i > 0 && i < NSIG)
+        .ok_or_else(|| io::Error::other(format!("signal {number} out of range")))?;
+    let mut installs = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
+    if installs[index] == 0 {
+        let current = query(number)?;
+        if current.sa_sigaction != our_handler() {
+            let saved = PREVIOUS[index].load(Ordering::Acquire);
+            // SAFETY: a non-null saved record is a leaked, immutable sigaction.
+            let unchanged = !saved.is_null() && same_disposition(unsafe { &*saved }, &current);
+            if !unchanged {
+                PREVIOUS[index].store(Box::into_raw(Box::new(current)), Ordering::Release);
+            }
+        }
+        // SAFETY: sigaction is plain data; the fields that matter are set below.
+        let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
+        ours.sa_sigaction = our_handler();
+        // SA_SIGINFO: the handler takes (signal, siginfo, ucontext): it needs the sender (to
+        //   tell our tgkill from another process's signal) and the interrupted registers (the
+        //   PC for the safe-point check, the syscall result for EINTR accounting).
+        // SA_RESTART: a syscall the signal interrupts (read, write, futex without timeout)
+        //   restarts instead of failing with EINTR, so mutators do not see spurious
+        //   failures. Calls the kernel never restarts (nanosleep, poll, epoll_wait, calls
+        //   with a timeout) still fail: the strategy counts those EINTRs.
+        // SA_ONSTACK: run on the thread's alternate signal stack: a goroutine runs on a small
+        //   coroutine stack that has no room for the handler's frames (and forwarding may
+        //   call the application's handler on top).
+        // Not SA_NODEFER: the signal stays blocked while its handler runs, so a second one
+        //   waits instead of nesting on the same stack.
+        ours.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+        // SAFETY: `sa_mask` is plain data owned by `ours`.
+        unsafe { libc::sigemptyset(&mut ours.sa_mask) };
+        set(number, &ours)?;
+    }
+    installs[index] += 1;
+    Ok(Installation { signal: number })
+}
+
+impl Installation {
+    /// Drops this strategy's use of the signal; the last user puts the saved disposition
+    /// back. If someone installed another handler over ours meanwhile, it stays.
+    pub(crate) fn uninstall(self) -> io::Result<()> {
+        let index = self.signal as usize;
+        let mut installs = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
+        installs[index] -= 1;
+        if installs[index] != 0 || query(self.signal)?.sa_sigaction != our_handler() {
+            return Ok(());
+        }
+        let saved = PREVIOUS[index].load(Ordering::Acquire);
+        if saved.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a non-null saved record is a leaked, immutable sigaction.
+        set(self.signal, unsafe { &*saved })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The handler.
+
+/// The handler installed for the strategy's signal. See the module documentation for each
+/// step and why it is async-signal-safe.
+extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+    let errno = Errno::save();
+    if dispatch(signal, info, context) {
+        forward(signal, info, context);
+    }
+    errno.restore();
+}
+
+/// Steps 2 to 4; returns whether to forward the signal (step 5).
+fn dispatch(signal: libc::c_int, info: *const libc::siginfo_t, context: *const c_void) -> bool {
+    let tid = gettid();
+    let used = SLOTS_USED.load(Ordering::SeqCst).min(MAX_STRATEGIES);
+    for slot in SLOTS.iter().take(used) {
+        let Some(entered) = slot.enter() else {
+            continue;
+        };
+        let state = entered.state();
+        if state.config.signal.number != signal {
+            continue;
+        }
+        let Some(thread) = state.threads.find(tid) else {
+            continue;
+        };
+        state.counters.handler_entries.add();
+        // Cleared as the handler starts, not as it returns: a stopped P's handler may linger
+        // after the requester released it (until its thread is scheduled again), and the
+        // next barrier's signal must not be held back meanwhile. It waits, blocked, until
+        // this handler returns: still at most one pending.
+        let ours = thread.take_signal();
+        if ours {
+            stop_if_safe(state, context);
+        }
+        let forward = !ours || !sent_by_us(info, state.pid);
+        if forward {
+            state.counters.forwarded.add();
+        }
+        return forward;
+    }
+    // A thread of no signal strategy (the application's own threads).
+    true
+}
+
+/// Whether `info` says the signal came from a `tgkill` of this process. Another process's
+/// signal coalesced with ours (standard signals do not queue) is forwarded as well.
+fn sent_by_us(info: *const libc::siginfo_t, pid: i32) -> bool {
+    if info.is_null() {
+        return false;
+    }
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo; for SI_TKILL the sender's
+    // pid is the valid member of its union.
+    unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == pid }
+}
+
+/// Step 4: the P takes part in the barrier from here, or is left to its poll.
+fn stop_if_safe(state: &State, context: *const c_void) {
+    if caused_eintr(context) {
+        state.counters.eintr.add();
+    }
+    let Some(p) = state.host.current_p().into_option() else {
+        return;
+    };
+    if !state.pending.is_pending(p) {
+        return;
+    }
+    let safe = state.host.at_async_safe_point()
+        && interrupted_pc(context)
+            .is_some_and(|pc| !state.locking_code.iter().any(|code| code.contains(&pc)));
+    let Some(word) = state.parked.get(p.index()).filter(|_| safe) else {
+        state.counters.left_to_poll.add();
+        return;
+    };
+    word.0.park();
+    state.wakeup.notify();
+    word.0.wait_released(state.handler_spins);
+    if state.oversubscribed && state.remaining() != 0 {
+        // Other Ps are late and may be waiting for this CPU: a signalled thread runs its
+        // handler only once scheduled.
+        super::sched_yield();
+    }
+}
+
+/// Step 5: hands the signal to the disposition saved when ours was installed.
+fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+    let saved = usize::try_from(signal)
+        .ok()
+        .and_then(|i| PREVIOUS.get(i))
+        .map_or(std::ptr::null_mut(), |p| p.load(Ordering::Acquire));
+    if saved.is_null() {
+        return default_action(signal);
+    }
+    // SAFETY: a non-null saved record is a leaked, immutable sigaction.
+    let previous = unsafe { &*saved };
+    match previous.sa_sigaction {
+        libc::SIG_IGN => {}
+        libc::SIG_DFL => default_action(signal),
+        handler => {
+            // The kernel would have blocked the previous handler's mask while it ran.
+            // SAFETY: both sets are initialised; `old` is filled by the call.
+            let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &previous.sa_mask, &mut old) };
+            if previous.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: the process installed `handler` with SA_SIGINFO, so it is a
+                // three-argument signal handler; we pass it what the kernel passed us.
+                let handler: SigactionFn = unsafe { std::mem::transmute(handler) };
+                handler(signal, info, context);
+            } else {
+                // SAFETY: installed without SA_SIGINFO, `handler` takes the signal number.
+                let handler: SighandlerFn = unsafe { std::mem::transmute(handler) };
+                handler(signal);
+            }
+            // SAFETY: `old` is the mask saved above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// The default action of `signal`, from inside its handler.
+fn default_action(signal: libc::c_int) {
+    if (Signal { number: signal }).ignored_by_default() {
+        return;
+    }
+    // SAFETY: sigaction is plain data; SIG_DFL with an empty mask is a valid disposition.
+    let mut default: libc::sigaction = unsafe { std::mem::zeroed() };
+    default.sa_sigaction = libc::SIG_DFL;
+    if set(signal, &default).is_ok() {
+        set_signal_blocked(signal, false);
+        // Delivered as the syscall returns: the default action ends the process.
+        let _ = tgkill(getpid(), gettid(), signal);
+    }
+    super::fatal(
+        b"safepoint-signal: a forwarded signal's default action did not end the process\n",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The interrupted context.
+
+/// The PC of the interrupted code.
+fn interrupted_pc(context: *const c_void) -> Option<usize> {
+    if context.is_null() {
+        return None;
+    }
+    let context = context.cast::<libc::ucontext_t>();
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: with SA_SIGINFO the third argument is the interrupted ucontext_t.
+        let pc = unsafe { (*context).uc_mcontext.gregs[libc::REG_RIP as usize] };
+        Some(pc as usize)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // SAFETY: as above.
+        let pc = unsafe { (*context).uc_mcontext.pc };
+        Some(pc as usize)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = context;
+        None
+    }
+}
+
+/// Whether the interrupted code is a syscall instruction that is about to return `-EINTR`
+/// because of this signal (with SA_RESTART, restartable calls are rewound instead, and show
+/// their syscall number, not `-EINTR`).
+fn caused_eintr(context: *const c_void) -> bool {
+    let Some(pc) = interrupted_pc(context) else {
+        return false;
+    };
+    let context = context.cast::<libc::ucontext_t>();
+    #[cfg(target_arch = "x86_64")]
+    {
+        // `syscall` is 0f 05. The check never reads across a page boundary: the page of
+        // `pc` is mapped (execution resumes there), the one before it may not be.
+        const SYSCALL: [u8; 2] = [0x0f, 0x05];
+        // SAFETY: as in `interrupted_pc`.
+        let result = unsafe { (*context).uc_mcontext.gregs[libc::REG_RAX as usize] };
+        result == -i64::from(libc::EINTR)
+            && pc % 4096 >= SYSCALL.len()
+            // SAFETY: `pc - 2` lies in the mapped page of `pc`, checked above.
+            && unsafe { std::ptr::read((pc - SYSCALL.len()) as *const [u8; 2]) } == SYSCALL
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // `svc #0` is d4000001.
+        const SVC: u32 = 0xd400_0001;
+        // SAFETY: as in `interrupted_pc`.
+        let result = unsafe { (*context).uc_mcontext.regs[0] } as i64;
+        result == -i64::from(libc::EINTR)
+            && pc % 4096 >= 4
+            // SAFETY: `pc - 4` is an aligned instruction in the mapped page of `pc`.
+            && unsafe { std::ptr::read((pc - 4) as *const u32) } == SVC
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = (pc, context);
+        false
+    }
+}
+
+/// The interrupted code's `errno`.
+struct Errno(libc::c_int);
+
+impl Errno {
+    fn save() -> Errno {
+        // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
+        Errno(unsafe { *libc::__errno_location() })
+    }
+
+    fn restore(self) {
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}

@@ -1,0 +1,226 @@
+//! Every syscall and raw FFI call of the strategy: futexes, thread-directed signals,
+//! signal masks, the loaded objects' code ranges, and (in
+//! [`handler`]) the signal handler itself with its installation.
+//!
+//! The rest of the crate is `#![deny(unsafe_code)]`; each `unsafe` block here says why it is
+//! sound. The functions marked *async-signal-safe* make only the syscalls named, touch no
+//! allocator, lock or lazily initialised thread-local, and cannot panic.
+
+pub(crate) mod handler;
+
+use std::io;
+use std::ops::Range;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Sleeps while `*word == expected`, for at most `timeout`: `FUTEX_WAIT`. Returns early on a
+/// wake, a signal, a timeout, or if the word differs; callers re-check their condition.
+/// Async-signal-safe.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the duration of the call, and the
+    // kernel only reads it; `ts_ptr` is null or points at a timespec that outlives the call.
+    // FUTEX_WAIT has no other memory effects. Its result needs no handling: every outcome
+    // (woken, EAGAIN, EINTR, ETIMEDOUT) means "re-check".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            ts_ptr,
+        );
+    }
+}
+
+/// Wakes up to `n` threads sleeping in [`futex_wait`] on `word`. Async-signal-safe.
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address of `word` as a key; it reads and writes no
+    // memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        );
+    }
+}
+
+/// Gives the CPU to another runnable thread, if any. Async-signal-safe: a bare syscall.
+pub(crate) fn sched_yield() {
+    // SAFETY: sched_yield takes no arguments and touches no memory of ours.
+    unsafe { libc::syscall(libc::SYS_sched_yield) };
+}
+
+/// The calling thread's kernel id. Async-signal-safe: a bare syscall.
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// The process id. Async-signal-safe.
+pub(crate) fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// Sends `signal` to thread `tid` of process `pid`: `tgkill`, so that a thread id reused
+/// by another process can never receive it. Async-signal-safe: a bare syscall.
+pub(crate) fn tgkill(pid: i32, tid: i32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: tgkill takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A signal set holding only `signal`.
+fn only(signal: libc::c_int) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it and sigaddset with a
+    // valid signal number cannot fail.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        set
+    }
+}
+
+/// Changes the calling thread's mask for `signal`: `how` is `SIG_BLOCK` or `SIG_UNBLOCK`.
+pub(crate) fn set_signal_blocked(signal: libc::c_int, blocked: bool) {
+    let set = only(signal);
+    let how = if blocked {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
+    unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+}
+
+/// Whether the calling thread blocks `signal` and it is pending for the thread: a signal
+/// sent to it that it has not received.
+pub(crate) fn signal_blocked_and_pending(signal: libc::c_int) -> bool {
+    // SAFETY: both sets are plain data that the calls below initialise before we read them;
+    // with a null new-set pointer, pthread_sigmask only reports the mask.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        if libc::sigismember(&mask, signal) != 1 {
+            return false;
+        }
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        libc::sigismember(&pending, signal) == 1
+    }
+}
+
+/// Writes `message` on stderr and aborts: the fatal path of code that may run in a signal
+/// handler, where `eprintln!` (a lock) and `panic!` (allocation, unwinding) are not allowed.
+/// Async-signal-safe.
+pub(crate) fn fatal(message: &[u8]) -> ! {
+    // SAFETY: write(2) reads `message.len()` bytes from a live slice; abort has no
+    // preconditions.
+    unsafe {
+        libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), message.len());
+        libc::abort()
+    }
+}
+
+/// Names of the shared objects whose code must not be stopped asynchronously: they take
+/// internal locks (malloc's arenas, stdio, the dynamic loader's lock, the unwinder's
+/// caches) that goroutine code outside any runtime lock may hold there, and that the
+/// requester or `f` may need meanwhile.
+const LOCKING_OBJECTS: [&str; 5] = [
+    "libc.so",
+    "ld-linux",
+    "ld64.so",
+    "libgcc_s.so",
+    "libpthread.so",
+];
+
+/// The address ranges of the executable segments of [`LOCKING_OBJECTS`] in this process.
+pub(crate) fn locking_code_ranges() -> Vec<Range<usize>> {
+    extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid `info` for the duration of the callback,
+        // and `data` is the `&mut Vec` passed below, used by no one else meanwhile.
+        let (info, ranges) = unsafe { (&*info, &mut *data.cast::<Vec<Range<usize>>>()) };
+        if info.dlpi_name.is_null() {
+            return 0;
+        }
+        // SAFETY: a non-null dlpi_name is a NUL-terminated string owned by the loader.
+        let name = unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+        let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+        if !LOCKING_OBJECTS
+            .iter()
+            .any(|prefix| base.starts_with(prefix.as_bytes()))
+        {
+            return 0;
+        }
+        let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+            &[]
+        } else {
+            // SAFETY: the loader's program headers, dlpi_phnum of them.
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+        };
+        for header in headers {
+            if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
+                let start = info.dlpi_addr as usize + header.p_vaddr as usize;
+                ranges.push(start..start + header.p_memsz as usize);
+            }
+        }
+        0
+    }
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    // SAFETY: `visit` matches the callback type and only touches what its comments say;
+    // the pointer to `ranges` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut ranges).cast()) };
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_c_library_is_found_and_holds_malloc() {
+        let ranges = locking_code_ranges();
+        let malloc = libc::malloc as *const () as usize;
+        assert!(
+            ranges.iter().any(|r| r.contains(&malloc)),
+            "malloc at {malloc:#x} is in none of {ranges:x?}"
+        );
+        let here = the_c_library_is_found_and_holds_malloc as *const () as usize;
+        assert!(!ranges.iter().any(|r| r.contains(&here)));
+    }
+
+    #[test]
+    fn blocked_and_pending_sees_a_signal_sent_to_a_blocking_thread() {
+        std::thread::spawn(|| {
+            let signal = libc::SIGWINCH;
+            set_signal_blocked(signal, true);
+            assert!(!signal_blocked_and_pending(signal));
+            tgkill(getpid(), gettid(), signal).expect("tgkill");
+            assert!(signal_blocked_and_pending(signal));
+            // Unblocking delivers it: SIGWINCH is ignored by default (and by the test
+            // harness), so this thread consumes it and nothing else happens.
+            set_signal_blocked(signal, false);
+            assert!(!signal_blocked_and_pending(signal));
+        })
+        .join()
+        .expect("thread");
+    }
+}

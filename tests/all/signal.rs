@@ -1,0 +1,646 @@
+//! The signal strategy's own guarantees, at 1, 2, 4 and 8 Ps, each repeated: it reaches Ps
+//! that never poll, never stops one inside a non-preemptible region, completes barriers on
+//! threads that block its signal, chains to the application's handler, and causes no
+//! spurious failures in interrupted syscalls.
+//!
+//! Tests in this binary run in parallel and share the process's signal dispositions: the
+//! strategy supports several live instances at once (a registry of strategies and a
+//! reference-counted installation, see `strategies/signal/src/sys/handler.rs`). The chaining
+//! test installs an application handler of its own, which would replace the strategy's
+//! under the other tests' feet, so it runs in a child process.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use safepoint_host::plugin::Plugin;
+use safepoint_host::runtime::{self, Runtime, WaitGroup, WaitReason};
+use safepoint_host::safepoint::{acquire_world, for_each_p};
+use safepoint_host::workload::work;
+use safepoint_tests::{P_COUNTS, block_on_bounded, runtime, shipped};
+
+const BARRIERS: u64 = 1000;
+/// Each scenario runs this many times per P count: signals make races likely.
+const ROUNDS: usize = 3;
+
+fn signal() -> Plugin {
+    shipped("signal")
+}
+
+fn counter(rt: &Runtime, name: &str) -> u64 {
+    let counters = rt.strategy_counters();
+    counters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no counter `{name}` in {counters:?}"))
+}
+
+fn per_p(procs: usize) -> Arc<[AtomicU64]> {
+    (0..procs).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// Goroutines that each run `body` in a loop until stopped.
+struct Loops {
+    stop: Arc<AtomicBool>,
+    started: Arc<AtomicUsize>,
+    count: usize,
+    done: WaitGroup,
+}
+
+impl Loops {
+    /// Starts `count` goroutines; `body(x)` is one turn, returning the next `x`. `on_exit`
+    /// runs on the goroutine once it stops.
+    fn start(
+        rt: &Runtime,
+        count: usize,
+        body: impl Fn(u64) -> u64 + Send + Sync + 'static,
+        on_exit: impl Fn() + Send + Sync + 'static,
+    ) -> Loops {
+        let loops = Loops {
+            stop: Arc::new(AtomicBool::new(false)),
+            started: Arc::new(AtomicUsize::new(0)),
+            count,
+            done: WaitGroup::new(),
+        };
+        let (body, on_exit) = (Arc::new(body), Arc::new(on_exit));
+        for i in 0..count {
+            let (stop, started, done) = (
+                Arc::clone(&loops.stop),
+                Arc::clone(&loops.started),
+                loops.done.clone(),
+            );
+            let (body, on_exit) = (Arc::clone(&body), Arc::clone(&on_exit));
+            done.add(1);
+            rt.spawn("loop", move || {
+                started.fetch_add(1, Ordering::Release);
+                let mut x = i as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = body(x);
+                }
+                std::hint::black_box(x);
+                on_exit();
+                done.done();
+            });
+        }
+        loops
+    }
+
+    /// On the requester's goroutine: yields until every loop has started, so that each
+    /// runs on a P of its own for every barrier that follows.
+    fn wait_started(started: &AtomicUsize, count: usize) {
+        while started.load(Ordering::Acquire) < count {
+            runtime::yield_now();
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.done.wait();
+    }
+}
+
+/// Runs `barriers` barriers from a goroutine once the loops have started; after each,
+/// checks that `f` ran exactly once for every P. `observe(p)` runs inside `f`.
+fn barriers(
+    rt: &Arc<Runtime>,
+    loops: &Loops,
+    barriers: u64,
+    observe: impl Fn(usize) + Send + Sync + 'static,
+) {
+    let procs = rt.procs();
+    let counts = per_p(procs);
+    let (started, count) = (Arc::clone(&loops.started), loops.count);
+    let observe = Arc::new(observe);
+    block_on_bounded(rt, move || {
+        Loops::wait_started(&started, count);
+        for i in 1..=barriers {
+            let world = acquire_world();
+            let (c, observe) = (Arc::clone(&counts), Arc::clone(&observe));
+            let report = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
+                c[p.index()].fetch_add(1, Ordering::Relaxed);
+                observe(p.index());
+            })
+            .unwrap_or_else(|e| panic!("{procs} Ps, barrier {i}: {e}"));
+            assert_eq!(report.ps as usize, procs);
+            for (p, n) in counts.iter().enumerate() {
+                assert_eq!(
+                    n.load(Ordering::Relaxed),
+                    i,
+                    "{procs} Ps: P{p} after barrier {i}"
+                );
+            }
+        }
+    });
+}
+
+/// Runs `scenario` on a fresh runtime of each P count, [`ROUNDS`] times each.
+fn at_every_p_count(scenario: impl Fn(usize, &Arc<Runtime>)) {
+    for procs in P_COUNTS {
+        for _ in 0..ROUNDS {
+            scenario(procs, &runtime(&signal(), "", procs));
+        }
+    }
+}
+
+/// Issue 3, test 1: goroutines that never poll are reached, each barrier, by stopping their
+/// P in the signal handler; `f` runs exactly once per P.
+#[test]
+fn ps_that_never_poll_are_stopped_in_the_handler_once_per_barrier() {
+    at_every_p_count(|procs, rt| {
+        // One P for the requester; the others spin without ever polling.
+        let spinners = Loops::start(rt, procs - 1, work, || {});
+        barriers(rt, &spinners, BARRIERS, |_| {});
+        spinners.stop();
+        let spinning = procs as u64 - 1;
+        assert_eq!(
+            counter(rt, "stops at async safe points"),
+            BARRIERS * spinning,
+            "{procs} Ps: each spinner's P is stopped in its handler at every barrier"
+        );
+        assert_eq!(counter(rt, "stops at polls"), 0, "{procs} Ps: nobody polls");
+        assert!(counter(rt, "signals sent") >= BARRIERS * spinning);
+    });
+}
+
+/// Work units inside each non-preemptible region: long enough (tens of microseconds in a
+/// test build) that many signals land inside one.
+const REGION_WORK: usize = 128;
+
+/// Issue 3, test 2: a goroutine inside a non-preemptible region is never stopped there. `f`
+/// checks a record that the region updates (first word, work, second word) and a flag set
+/// for the region's duration; the P is reached at its next poll after the region (the
+/// region's end polls).
+#[test]
+fn a_goroutine_in_a_non_preemptible_region_is_reached_at_its_next_poll() {
+    at_every_p_count(|procs, rt| {
+        let (first, second, inside) = (per_p(procs), per_p(procs), per_p(procs));
+        let (a, b, flag) = (Arc::clone(&first), Arc::clone(&second), Arc::clone(&inside));
+        let updaters = Loops::start(
+            rt,
+            procs.max(2) - 1,
+            move |mut x| {
+                {
+                    let _region = runtime::no_preempt("updating the P-local record");
+                    let p = runtime::current_p_id().expect("on a P").index();
+                    flag[p].store(1, Ordering::Relaxed);
+                    let v = a[p].load(Ordering::Relaxed) + 1;
+                    a[p].store(v, Ordering::Relaxed);
+                    for _ in 0..REGION_WORK {
+                        x = work(x);
+                    }
+                    b[p].store(v, Ordering::Relaxed);
+                    flag[p].store(0, Ordering::Relaxed);
+                }
+                if procs == 1 {
+                    // Sharing the only P with the requester.
+                    runtime::yield_now();
+                }
+                x
+            },
+            || {},
+        );
+        let torn = Arc::new(AtomicU64::new(0));
+        let t = Arc::clone(&torn);
+        barriers(rt, &updaters, BARRIERS, move |p| {
+            let half_updated = first[p].load(Ordering::Relaxed)
+                != second[p].load(Ordering::Relaxed)
+                || inside[p].load(Ordering::Relaxed) != 0;
+            if half_updated {
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        updaters.stop();
+        assert_eq!(
+            torn.load(Ordering::Relaxed),
+            0,
+            "{procs} Ps: f ran while a P was inside its region"
+        );
+        if procs >= 2 {
+            assert!(
+                counter(rt, "signals left to the poll") > 0,
+                "{procs} Ps: no signal landed inside a region: {:?}",
+                rt.strategy_counters()
+            );
+            assert!(
+                counter(rt, "stops at polls") > 0,
+                "{procs} Ps: no P was reached at its poll: {:?}",
+                rt.strategy_counters()
+            );
+        }
+    });
+}
+
+fn set_blocked(signal: libc::c_int, blocked: bool) {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; a null old-set
+    // pointer is allowed.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Work units between two polls of a goroutine whose thread blocks the signal: long enough
+/// (tens of microseconds in a test build) that the requester signals it before it polls.
+/// Once one signal is pending there, it stays pending.
+const BLOCKED_WORK: usize = 64;
+
+/// Issue 3, test 3: goroutines whose threads block SIGURG still complete every barrier at
+/// their polls, and the strategy counts it.
+///
+/// The mask belongs to the thread, and a goroutine can move to another M at any safe point,
+/// so each turn blocks the signal again on whatever thread it runs; on exit it unblocks it
+/// on the thread it ends on. A thread it left behind keeps the signal blocked until the
+/// runtime's end, which is harmless: every goroutine of this test polls.
+#[test]
+fn a_thread_that_blocks_the_signal_completes_barriers_at_its_polls() {
+    at_every_p_count(|procs, rt| {
+        let blockers = Loops::start(
+            rt,
+            procs.max(2) - 1,
+            move |mut x| {
+                set_blocked(libc::SIGURG, true);
+                for _ in 0..BLOCKED_WORK {
+                    x = work(x);
+                }
+                runtime::poll();
+                if procs == 1 {
+                    runtime::yield_now();
+                }
+                x
+            },
+            || set_blocked(libc::SIGURG, false),
+        );
+        barriers(rt, &blockers, BARRIERS, |_| {});
+        blockers.stop();
+        if procs >= 2 {
+            assert!(
+                counter(rt, "polls with the signal blocked") > 0,
+                "{procs} Ps: {:?}",
+                rt.strategy_counters()
+            );
+            // Go issue 37741: a thread is sent no second signal while one is in flight,
+            // and on a thread that blocks it, it stays in flight. Without the guard
+            // every barrier would signal every late P again.
+            assert!(
+                counter(rt, "signals sent") < BARRIERS / 10,
+                "{procs} Ps: {:?}",
+                rt.strategy_counters()
+            );
+        }
+    });
+}
+
+/// Several runtimes with the signal strategy share the process's handler: both reach their
+/// spinners while they run barriers at the same time, and the one that outlives the other
+/// still does (the handler stays installed until the last strategy shuts down).
+#[test]
+fn two_runtimes_share_the_handler_and_one_outlives_the_other() {
+    let (a, b) = (runtime(&signal(), "", 2), runtime(&signal(), "", 4));
+    let (spin_a, spin_b) = (
+        Loops::start(&a, 1, work, || {}),
+        Loops::start(&b, 3, work, || {}),
+    );
+    std::thread::scope(|scope| {
+        scope.spawn(|| barriers(&a, &spin_a, BARRIERS, |_| {}));
+        scope.spawn(|| barriers(&b, &spin_b, BARRIERS, |_| {}));
+    });
+    spin_a.stop();
+    assert_eq!(counter(&a, "stops at async safe points"), BARRIERS);
+    sole_owner(a).shutdown();
+    barriers(&b, &spin_b, BARRIERS, |_| {});
+    spin_b.stop();
+    assert_eq!(counter(&b, "stops at async safe points"), 2 * 3 * BARRIERS);
+    assert_eq!(counter(&b, "signals forwarded"), 0);
+}
+
+/// The environment variable that makes [`chaining_child`] run.
+const CHAINING_CHILD: &str = "SAFEPOINT_TEST_CHAINING_CHILD";
+
+/// Issue 3, test 4: the application's SIGURG handler, installed before the plugin loads,
+/// still gets the SIGURGs that are not the strategy's, and is installed again once the
+/// runtime has shut down. Runs [`chaining_child`] in a process of its own.
+#[test]
+fn the_application_handler_gets_foreign_signals_and_is_restored_at_shutdown() {
+    let out = Command::new(std::env::current_exe().expect("test executable"))
+        .args([
+            "--exact",
+            "signal::chaining_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHAINING_CHILD, "1")
+        .output()
+        .expect("run the test binary");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for procs in P_COUNTS {
+        for what in ["chaining", "swap"] {
+            assert!(
+                stdout.contains(&format!("{what} with {procs} Ps: ok")),
+                "{stdout}\n{stderr}"
+            );
+        }
+    }
+}
+
+/// SIGURGs the application's handler received.
+static APP_SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn app_handler_siginfo(
+    _signal: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    APP_SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+extern "C" fn app_handler_plain(_signal: libc::c_int) {
+    APP_SIGNALS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn sigurg_disposition() -> (libc::sighandler_t, libc::c_int) {
+    // SAFETY: a query: null new action; `old` is plain data the call fills.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe { libc::sigaction(libc::SIGURG, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0);
+    (old.sa_sigaction, old.sa_flags & libc::SA_SIGINFO)
+}
+
+fn install_app_handler(siginfo: bool) -> libc::sighandler_t {
+    // SAFETY: sigaction is plain data; the fields that matter are set below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = if siginfo {
+        action.sa_flags = libc::SA_SIGINFO;
+        app_handler_siginfo as *const () as libc::sighandler_t
+    } else {
+        app_handler_plain as *const () as libc::sighandler_t
+    };
+    // SAFETY: the handlers above are async-signal-safe (one atomic add) and of the right
+    // signature for their flags.
+    let rc = unsafe { libc::sigaction(libc::SIGURG, &action, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
+    action.sa_sigaction
+}
+
+/// Sends SIGURG to the calling thread; it is delivered before `tgkill` returns.
+fn sigurg_to_self() {
+    // SAFETY: plain integer syscalls.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            libc::gettid(),
+            libc::SIGURG,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+#[ignore = "run in a process of its own by the_application_handler_gets_foreign_signals_..."]
+fn chaining_child() {
+    if std::env::var_os(CHAINING_CHILD).is_none() {
+        return;
+    }
+    for procs in P_COUNTS {
+        // With and without SA_SIGINFO: forwarding calls each form as installed.
+        let app = install_app_handler(procs <= 2);
+        let installed = sigurg_disposition();
+        assert_eq!(installed.0, app);
+        // The plugin is loaded (the first time round) and started after the application
+        // handler is in place.
+        let rt = runtime(&signal(), "", procs);
+        assert_ne!(
+            sigurg_disposition().0,
+            app,
+            "the strategy installs its own handler"
+        );
+        let before = APP_SIGNALS.load(Ordering::SeqCst);
+        // No barrier pending: one SIGURG to a runtime thread, one to this thread.
+        block_on_bounded(&rt, sigurg_to_self);
+        sigurg_to_self();
+        assert_eq!(APP_SIGNALS.load(Ordering::SeqCst), before + 2);
+        assert_eq!(counter(&rt, "signals forwarded"), 1, "the one on an M");
+        // The strategy's own signals stay with it.
+        let spinners = Loops::start(&rt, procs - 1, work, || {});
+        barriers(&rt, &spinners, 200, |_| {});
+        spinners.stop();
+        assert_eq!(APP_SIGNALS.load(Ordering::SeqCst), before + 2);
+        assert_eq!(counter(&rt, "signals forwarded"), 1);
+        if procs >= 2 {
+            assert!(counter(&rt, "signals sent") >= 200);
+        }
+        sole_owner(rt).shutdown();
+        assert_eq!(
+            sigurg_disposition(),
+            installed,
+            "the application handler is back"
+        );
+        println!("chaining with {procs} Ps: ok");
+
+        // Issue 6: swapping away from the signal strategy restores the application handler
+        // while the runtime goes on.
+        let rt = runtime(&signal(), "", procs);
+        assert_ne!(sigurg_disposition().0, app, "installed again");
+        let report = rt
+            .swap_strategy(&safepoint_tests::polling(), "")
+            .expect("swap to polling");
+        assert_eq!(
+            (report.old.as_str(), report.new.as_str()),
+            ("signal", "polling")
+        );
+        assert_eq!(
+            sigurg_disposition(),
+            installed,
+            "the handler is back after the swap"
+        );
+        let before = APP_SIGNALS.load(Ordering::SeqCst);
+        sigurg_to_self();
+        assert_eq!(
+            APP_SIGNALS.load(Ordering::SeqCst),
+            before + 1,
+            "and receives SIGURG"
+        );
+        let pollers = Loops::start(
+            &rt,
+            procs - 1,
+            |x| {
+                let x = work(x);
+                safepoint_host::runtime::poll();
+                x
+            },
+            || {},
+        );
+        barriers(&rt, &pollers, 50, |_| {});
+        pollers.stop();
+        sole_owner(rt).shutdown();
+        println!("swap with {procs} Ps: ok");
+    }
+}
+
+/// The runtime, once every clone of the handle is gone: `block_on_bounded`'s helper thread
+/// drops its clone after it has handed over the result.
+fn sole_owner(mut rt: Arc<Runtime>) -> Runtime {
+    loop {
+        match Arc::try_unwrap(rt) {
+            Ok(rt) => return rt,
+            Err(shared) => {
+                rt = shared;
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Issue 3, test 5: goroutines that sleep, that read from a pipe inside `blocking`, and
+/// that sleep in a raw `nanosleep` without telling the runtime (their P stays running, so
+/// the strategy signals their thread there), during thousands of barriers: no sleep is
+/// short, no read fails or comes up short, and the EINTRs the strategy caused are counted.
+#[test]
+fn interrupted_syscalls_fail_nothing_and_their_eintrs_are_counted() {
+    const SLEEP: Duration = Duration::from_micros(200);
+    for procs in P_COUNTS {
+        let rt = runtime(&signal(), "", procs);
+        let short_sleeps = Arc::new(AtomicU64::new(0));
+        let (s1, s2) = (Arc::clone(&short_sleeps), Arc::clone(&short_sleeps));
+        let sleepers = Loops::start(
+            &rt,
+            1,
+            move |x| {
+                let start = Instant::now();
+                runtime::sleep(SLEEP);
+                if start.elapsed() < SLEEP {
+                    s1.fetch_add(1, Ordering::Relaxed);
+                }
+                x
+            },
+            || {},
+        );
+        let raw_sleepers = Loops::start(
+            &rt,
+            1,
+            move |x| {
+                let start = Instant::now();
+                // std's sleep resumes nanosleep with the time left after an EINTR.
+                std::thread::sleep(SLEEP);
+                if start.elapsed() < SLEEP {
+                    s2.fetch_add(1, Ordering::Relaxed);
+                }
+                runtime::poll();
+                // Lets the other goroutines have this P now and then.
+                runtime::yield_now();
+                x
+            },
+            || {},
+        );
+        let pipe = Pipe::new();
+        let bad_reads = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let (fd, bad) = (pipe.read, Arc::clone(&bad_reads));
+            let expected = AtomicU64::new(0);
+            Loops::start(
+                &rt,
+                1,
+                move |x| {
+                    let mut buf = [0u8; 8];
+                    let n = runtime::blocking(|| read(fd, &mut buf));
+                    let seq = expected.fetch_add(1, Ordering::Relaxed);
+                    if n != Ok(8) || u64::from_ne_bytes(buf) != seq {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                    x
+                },
+                || {},
+            )
+        };
+        let written = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (fd, next) = (pipe.write, Arc::clone(&written));
+            Loops::start(
+                &rt,
+                1,
+                move |x| {
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    let n = runtime::blocking(|| write(fd, &seq.to_ne_bytes()));
+                    assert_eq!(n, Ok(8), "write to the pipe");
+                    runtime::sleep(SLEEP);
+                    x
+                },
+                || {},
+            )
+        };
+        barriers(&rt, &raw_sleepers, 2 * BARRIERS, |_| {});
+        for loops in [sleepers, raw_sleepers, writer] {
+            loops.stop();
+        }
+        // One more record, the next in sequence, so that a reader blocked in read() wakes
+        // up and sees its stop flag.
+        reader.stop.store(true, Ordering::Relaxed);
+        let last = written.load(Ordering::Relaxed).to_ne_bytes();
+        assert_eq!(write(pipe.write, &last), Ok(8));
+        reader.done.wait();
+        assert_eq!(short_sleeps.load(Ordering::Relaxed), 0, "{procs} Ps");
+        assert_eq!(bad_reads.load(Ordering::Relaxed), 0, "{procs} Ps");
+        if procs >= 2 {
+            assert!(
+                counter(&rt, "EINTRs caused") > 0,
+                "{procs} Ps: the raw nanosleep was never interrupted: {:?}",
+                rt.strategy_counters()
+            );
+        }
+    }
+}
+
+/// A pipe whose ends close on drop.
+struct Pipe {
+    read: libc::c_int,
+    write: libc::c_int,
+}
+
+impl Pipe {
+    fn new() -> Pipe {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        Pipe {
+            read: fds[0],
+            write: fds[1],
+        }
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // SAFETY: descriptors this value owns, closed once.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}
+
+fn read(fd: libc::c_int, buf: &mut [u8]) -> Result<usize, std::io::ErrorKind> {
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error().kind())
+}
+
+fn write(fd: libc::c_int, buf: &[u8]) -> Result<usize, std::io::ErrorKind> {
+    // SAFETY: `buf` is readable for its length.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error().kind())
+}
