@@ -48,9 +48,9 @@ impl CompareOptions {
             strategies,
             procs: vec![1, 2, 4, 8],
             workloads: Workload::ALL.to_vec(),
-            barriers: 2000,
-            duration: Duration::from_millis(500),
-            floor_samples: 2000,
+            barriers: 5000,
+            duration: Duration::from_secs(1),
+            floor_samples: 5000,
         }
     }
 
@@ -306,6 +306,17 @@ pub fn human_ns(ns: u64) -> String {
     }
 }
 
+/// A ratio with the digits that matter: `0.004x`, `2.7x`, `45x`.
+pub fn human_ratio(ratio: f64) -> String {
+    if ratio >= 10.0 {
+        format!("{ratio:.0}x")
+    } else if ratio >= 0.1 {
+        format!("{ratio:.1}x")
+    } else {
+        format!("{ratio:.3}x")
+    }
+}
+
 impl Comparison {
     /// The table `safepoint compare` prints.
     pub fn table(&self) -> String {
@@ -356,11 +367,11 @@ impl Comparison {
                     ..
                 } => writeln!(
                     out,
-                    "{:>9} {:>9} {:>9} {:>8.1}x {:>10} {:>8.1}% {:>8} {:>7}",
+                    "{:>9} {:>9} {:>9} {:>9} {:>10} {:>8.1}% {:>8} {:>7}",
                     human_ns(*p50_ns),
                     human_ns(*p99_ns),
                     human_ns(*max_ns),
-                    p50_over_floor,
+                    human_ratio(*p50_over_floor),
                     human_ns(*requester_cpu_ns),
                     mutator_slowdown_pct,
                     signals_sent.map_or("-".to_owned(), |s| s.to_string()),
