@@ -20,6 +20,20 @@ pub fn shipped_strategies() -> Vec<Plugin> {
         .collect()
 }
 
+/// `criterion_group!` and `criterion_main!` for a bench file whose benchmarks are in
+/// `$target`, configured by [`criterion`].
+#[macro_export]
+macro_rules! bench_main {
+    ($target:path) => {
+        criterion::criterion_group! {
+            name = benches;
+            config = $crate::criterion();
+            targets = $target
+        }
+        criterion::criterion_main!(benches);
+    };
+}
+
 /// A criterion configured for a 2-core machine: short runs, medians over noise.
 pub fn criterion() -> Criterion {
     Criterion::default()

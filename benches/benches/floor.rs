@@ -7,8 +7,8 @@
 // `criterion_group!` generates an undocumented function.
 #![allow(missing_docs)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use safepoint_benches::{bench_floors, criterion};
+use criterion::Criterion;
+use safepoint_benches::bench_floors;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("floor");
@@ -16,9 +16,4 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion();
-    targets = bench
-}
-criterion_main!(benches);
+safepoint_benches::bench_main!(bench);

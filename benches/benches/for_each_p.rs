@@ -8,8 +8,8 @@
 // `criterion_group!` generates an undocumented function.
 #![allow(missing_docs)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use safepoint_benches::{Rig, bench_floors, criterion, shipped_strategies};
+use criterion::Criterion;
+use safepoint_benches::{Rig, bench_floors, shipped_strategies};
 use safepoint_host::workload::Workload;
 
 fn bench(c: &mut Criterion) {
@@ -31,9 +31,4 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion();
-    targets = bench
-}
-criterion_main!(benches);
+safepoint_benches::bench_main!(bench);

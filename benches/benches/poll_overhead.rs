@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use safepoint_benches::{criterion, shipped_strategies};
+use criterion::Criterion;
+use safepoint_benches::shipped_strategies;
 use safepoint_host::runtime::{self, Runtime};
 use safepoint_host::workload::work;
 
@@ -44,9 +44,4 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion();
-    targets = bench
-}
-criterion_main!(benches);
+safepoint_benches::bench_main!(bench);

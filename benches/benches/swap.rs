@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use safepoint_benches::{Rig, criterion, shipped_strategies};
+use criterion::Criterion;
+use safepoint_benches::{Rig, shipped_strategies};
 use safepoint_host::workload::Workload;
 
 fn bench(c: &mut Criterion) {
@@ -35,9 +35,4 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = criterion();
-    targets = bench
-}
-criterion_main!(benches);
+safepoint_benches::bench_main!(bench);

@@ -118,11 +118,26 @@ fn timed(n: u64, mut sink: Sink<'_>, batch: u64, mut round_trip: impl FnMut(u64)
     start.elapsed()
 }
 
+/// Spawns `body` on a new thread and returns once it runs, so that no round trip is timed
+/// while the thread is still starting.
+fn spawn_running(body: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    let running = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&running);
+    let handle = std::thread::spawn(move || {
+        flag.store(true, Ordering::Release);
+        body();
+    });
+    while !running.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    handle
+}
+
 fn cache_line_round_trips(n: u64, sink: Sink<'_>) -> Duration {
     let line = Arc::new(AtomicU64::new(0));
     let echo = {
         let line = Arc::clone(&line);
-        std::thread::spawn(move || {
+        spawn_running(move || {
             for i in 0..n {
                 while line.load(Ordering::Acquire) != 2 * i + 1 {
                     std::hint::spin_loop();
@@ -172,7 +187,7 @@ fn futex_round_trips(n: u64, sink: Sink<'_>) -> Duration {
     let words = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
     let echo = {
         let words = Arc::clone(&words);
-        std::thread::spawn(move || {
+        spawn_running(move || {
             let (ping, pong) = (&words.0, &words.1);
             for i in 1..=n as u32 {
                 loop {
