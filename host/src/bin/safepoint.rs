@@ -110,7 +110,7 @@ struct CompareArgs {
     /// Time per row, at most [default: 500ms; --quick: 150ms].
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// A smaller matrix: about ten seconds instead of about a minute.
+    /// A smaller matrix: about ten seconds instead of under a minute.
     #[arg(long)]
     quick: bool,
     /// Also write the results as JSON.

@@ -42,7 +42,7 @@ pub struct CompareOptions {
 }
 
 impl CompareOptions {
-    /// The default matrix: about a minute on a 2-core machine.
+    /// The default matrix: under a minute on a 2-core machine.
     pub fn full(strategies: Vec<(Plugin, String)>) -> CompareOptions {
         CompareOptions {
             strategies,
