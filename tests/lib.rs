@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use safepoint_host::plugin::{self, Plugin, SearchPath};
-use safepoint_host::runtime::{self, Runtime, WaitGroup};
+use safepoint_host::runtime::{self, Runtime, WaitGroup, WaitReason};
 use safepoint_host::safepoint::OnTimeout;
+use safepoint_host::safepoint::{acquire_world, for_each_p};
 use safepoint_host::workload::work;
 
 /// The P counts every concurrency test runs at: below, at and above the core count.
@@ -182,4 +183,155 @@ macro_rules! strategy_tests {
             )*
         }
     };
+}
+
+/// One zeroed counter per P.
+pub fn per_p(procs: usize) -> Arc<[AtomicU64]> {
+    (0..procs).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// Runs `barriers` barriers from a goroutine of `rt`, after `ready()` (on that goroutine),
+/// and checks after each that `f` ran exactly once more for every P; `observe(p)` runs
+/// inside `f`. Returns how many Ps served themselves and how many the requester served.
+pub fn checked_barriers(
+    rt: &Arc<Runtime>,
+    barriers: u64,
+    ready: impl FnOnce() + Send + 'static,
+    observe: impl Fn(usize) + Send + Sync + 'static,
+) -> (u32, u32) {
+    let procs = rt.procs();
+    let counts = per_p(procs);
+    let observe = Arc::new(observe);
+    block_on_bounded(rt, move || {
+        ready();
+        let (mut by_themselves, mut by_requester) = (0, 0);
+        for i in 1..=barriers {
+            let world = acquire_world();
+            let (c, observe) = (Arc::clone(&counts), Arc::clone(&observe));
+            let report = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
+                c[p.index()].fetch_add(1, Ordering::Relaxed);
+                observe(p.index());
+            })
+            .unwrap_or_else(|e| panic!("{procs} Ps, barrier {i}: {e}"));
+            assert_eq!(report.ps as usize, procs);
+            for (p, n) in counts.iter().enumerate() {
+                assert_eq!(
+                    n.load(Ordering::Relaxed),
+                    i,
+                    "{procs} Ps: P{p} after barrier {i}"
+                );
+            }
+            by_themselves += report.by_themselves;
+            by_requester += report.by_requester;
+        }
+        (by_themselves, by_requester)
+    })
+}
+
+/// The active strategy's counter `name`.
+///
+/// # Panics
+///
+/// If the strategy has no such counter.
+pub fn counter(rt: &Runtime, name: &str) -> u64 {
+    let counters = rt.strategy_counters();
+    counters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no counter `{name}` in {counters:?}"))
+}
+
+/// The runtime, once every clone of the handle is gone: `block_on_bounded`'s helper thread
+/// drops its clone after it has handed over the result.
+pub fn sole_owner(mut rt: Arc<Runtime>) -> Runtime {
+    loop {
+        match Arc::try_unwrap(rt) {
+            Ok(rt) => return rt,
+            Err(shared) => {
+                rt = shared;
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Goroutines that each run `body` in a loop until stopped.
+pub struct Loops {
+    stop: Arc<AtomicBool>,
+    started: Arc<AtomicUsize>,
+    count: usize,
+    done: WaitGroup,
+}
+
+impl Loops {
+    /// Starts `count` goroutines; `body(x)` is one turn, returning the next `x`. `on_exit`
+    /// runs on the goroutine once it stops.
+    pub fn start(
+        rt: &Runtime,
+        count: usize,
+        body: impl Fn(u64) -> u64 + Send + Sync + 'static,
+        on_exit: impl Fn() + Send + Sync + 'static,
+    ) -> Loops {
+        let loops = Loops {
+            stop: Arc::new(AtomicBool::new(false)),
+            started: Arc::new(AtomicUsize::new(0)),
+            count,
+            done: WaitGroup::new(),
+        };
+        let (body, on_exit) = (Arc::new(body), Arc::new(on_exit));
+        for i in 0..count {
+            let (stop, started, done) = (
+                Arc::clone(&loops.stop),
+                Arc::clone(&loops.started),
+                loops.done.clone(),
+            );
+            let (body, on_exit) = (Arc::clone(&body), Arc::clone(&on_exit));
+            done.add(1);
+            rt.spawn("loop", move || {
+                started.fetch_add(1, Ordering::Release);
+                let mut x = i as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = body(x);
+                }
+                std::hint::black_box(x);
+                on_exit();
+                done.done();
+            });
+        }
+        loops
+    }
+
+    /// Runs `barriers` checked barriers ([`checked_barriers`]) once every loop has started,
+    /// so that each runs on a P of its own for every barrier.
+    pub fn barriers(
+        &self,
+        rt: &Arc<Runtime>,
+        barriers: u64,
+        observe: impl Fn(usize) + Send + Sync + 'static,
+    ) {
+        let (started, count) = (Arc::clone(&self.started), self.count);
+        let ready = move || {
+            while started.load(Ordering::Acquire) < count {
+                runtime::yield_now();
+            }
+        };
+        checked_barriers(rt, barriers, ready, observe);
+    }
+
+    /// Asks the loops to stop after their current turn.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits for the loops to exit.
+    pub fn wait(self) {
+        self.done.wait();
+    }
+
+    /// Stops the loops and waits for them to exit.
+    pub fn stop(self) {
+        self.request_stop();
+        self.wait();
+    }
 }

@@ -10,16 +10,14 @@ use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, GStatus, WaitReason};
 use safepoint_host::safepoint::{self, acquire_world, for_each_p};
 use safepoint_host::workload::work;
-use safepoint_tests::{Kind, Mutators, P_COUNTS, block_on_bounded, mixed_kinds, runtime};
+use safepoint_tests::{
+    Kind, Mutators, P_COUNTS, block_on_bounded, checked_barriers, mixed_kinds, per_p, runtime,
+};
 
 const BARRIERS: u64 = 1000;
 
 /// What `f` observed of the requester, one entry per P: its status, and the goroutine dump.
 type Observations = Arc<Mutex<Vec<(Option<GStatus>, String)>>>;
-
-fn per_p(procs: usize) -> Arc<[AtomicU64]> {
-    (0..procs).map(|_| AtomicU64::new(0)).collect()
-}
 
 /// Runs `barriers` barriers on a runtime of `procs` Ps while goroutines of `kinds` run, and
 /// checks after each that `f` ran exactly once more for every P. Returns how many Ps served
@@ -32,29 +30,7 @@ pub(crate) fn counted_barriers(
 ) -> (u32, u32) {
     let rt = runtime(plugin, "", procs);
     let mutators = Mutators::start(&rt, kinds, |_| {});
-    let counts = per_p(procs);
-    let paths = block_on_bounded(&rt, move || {
-        let (mut by_themselves, mut by_requester) = (0, 0);
-        for i in 1..=barriers {
-            let world = acquire_world();
-            let c = Arc::clone(&counts);
-            let report = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
-                c[p.index()].fetch_add(1, Ordering::Relaxed);
-            })
-            .unwrap_or_else(|e| panic!("{procs} Ps, barrier {i}: {e}"));
-            for (p, n) in counts.iter().enumerate() {
-                assert_eq!(
-                    n.load(Ordering::Relaxed),
-                    i,
-                    "{procs} Ps: P{p} after barrier {i}"
-                );
-            }
-            assert_eq!(report.ps as usize, procs);
-            by_themselves += report.by_themselves;
-            by_requester += report.by_requester;
-        }
-        (by_themselves, by_requester)
-    });
+    let paths = checked_barriers(&rt, barriers, || {}, |_| {});
     mutators.stop();
     paths
 }

@@ -7,18 +7,16 @@
 //! strategy supports several live instances at once (a registry of strategies and a
 //! reference-counted installation, see `strategies/signal/src/sys/handler.rs`). The chaining
 //! test installs an application handler of its own, which would replace the strategy's
-//! under the other tests' feet, so it runs in a child process.
+//! under the other tests' feet, so it is a test binary of its own: `signal_chaining.rs`.
 
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use safepoint_host::plugin::Plugin;
-use safepoint_host::runtime::{self, Runtime, WaitGroup, WaitReason};
-use safepoint_host::safepoint::{acquire_world, for_each_p};
+use safepoint_host::runtime::{self, Runtime};
 use safepoint_host::workload::work;
-use safepoint_tests::{P_COUNTS, block_on_bounded, runtime, shipped};
+use safepoint_tests::{Loops, P_COUNTS, counter, per_p, runtime, shipped, sole_owner};
 
 const BARRIERS: u64 = 1000;
 /// Each scenario runs this many times per P count: signals make races likely.
@@ -26,113 +24,6 @@ const ROUNDS: usize = 3;
 
 fn signal() -> Plugin {
     shipped("signal")
-}
-
-fn counter(rt: &Runtime, name: &str) -> u64 {
-    let counters = rt.strategy_counters();
-    counters
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no counter `{name}` in {counters:?}"))
-}
-
-fn per_p(procs: usize) -> Arc<[AtomicU64]> {
-    (0..procs).map(|_| AtomicU64::new(0)).collect()
-}
-
-/// Goroutines that each run `body` in a loop until stopped.
-struct Loops {
-    stop: Arc<AtomicBool>,
-    started: Arc<AtomicUsize>,
-    count: usize,
-    done: WaitGroup,
-}
-
-impl Loops {
-    /// Starts `count` goroutines; `body(x)` is one turn, returning the next `x`. `on_exit`
-    /// runs on the goroutine once it stops.
-    fn start(
-        rt: &Runtime,
-        count: usize,
-        body: impl Fn(u64) -> u64 + Send + Sync + 'static,
-        on_exit: impl Fn() + Send + Sync + 'static,
-    ) -> Loops {
-        let loops = Loops {
-            stop: Arc::new(AtomicBool::new(false)),
-            started: Arc::new(AtomicUsize::new(0)),
-            count,
-            done: WaitGroup::new(),
-        };
-        let (body, on_exit) = (Arc::new(body), Arc::new(on_exit));
-        for i in 0..count {
-            let (stop, started, done) = (
-                Arc::clone(&loops.stop),
-                Arc::clone(&loops.started),
-                loops.done.clone(),
-            );
-            let (body, on_exit) = (Arc::clone(&body), Arc::clone(&on_exit));
-            done.add(1);
-            rt.spawn("loop", move || {
-                started.fetch_add(1, Ordering::Release);
-                let mut x = i as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = body(x);
-                }
-                std::hint::black_box(x);
-                on_exit();
-                done.done();
-            });
-        }
-        loops
-    }
-
-    /// On the requester's goroutine: yields until every loop has started, so that each
-    /// runs on a P of its own for every barrier that follows.
-    fn wait_started(started: &AtomicUsize, count: usize) {
-        while started.load(Ordering::Acquire) < count {
-            runtime::yield_now();
-        }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.done.wait();
-    }
-}
-
-/// Runs `barriers` barriers from a goroutine once the loops have started; after each,
-/// checks that `f` ran exactly once for every P. `observe(p)` runs inside `f`.
-fn barriers(
-    rt: &Arc<Runtime>,
-    loops: &Loops,
-    barriers: u64,
-    observe: impl Fn(usize) + Send + Sync + 'static,
-) {
-    let procs = rt.procs();
-    let counts = per_p(procs);
-    let (started, count) = (Arc::clone(&loops.started), loops.count);
-    let observe = Arc::new(observe);
-    block_on_bounded(rt, move || {
-        Loops::wait_started(&started, count);
-        for i in 1..=barriers {
-            let world = acquire_world();
-            let (c, observe) = (Arc::clone(&counts), Arc::clone(&observe));
-            let report = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
-                c[p.index()].fetch_add(1, Ordering::Relaxed);
-                observe(p.index());
-            })
-            .unwrap_or_else(|e| panic!("{procs} Ps, barrier {i}: {e}"));
-            assert_eq!(report.ps as usize, procs);
-            for (p, n) in counts.iter().enumerate() {
-                assert_eq!(
-                    n.load(Ordering::Relaxed),
-                    i,
-                    "{procs} Ps: P{p} after barrier {i}"
-                );
-            }
-        }
-    });
 }
 
 /// Runs `scenario` on a fresh runtime of each P count, [`ROUNDS`] times each.
@@ -151,7 +42,7 @@ fn ps_that_never_poll_are_stopped_in_the_handler_once_per_barrier() {
     at_every_p_count(|procs, rt| {
         // One P for the requester; the others spin without ever polling.
         let spinners = Loops::start(rt, procs - 1, work, || {});
-        barriers(rt, &spinners, BARRIERS, |_| {});
+        spinners.barriers(rt, BARRIERS, |_| {});
         spinners.stop();
         let spinning = procs as u64 - 1;
         assert_eq!(
@@ -203,7 +94,7 @@ fn a_goroutine_in_a_non_preemptible_region_is_reached_at_its_next_poll() {
         );
         let torn = Arc::new(AtomicU64::new(0));
         let t = Arc::clone(&torn);
-        barriers(rt, &updaters, BARRIERS, move |p| {
+        updaters.barriers(rt, BARRIERS, move |p| {
             let half_updated = first[p].load(Ordering::Relaxed)
                 != second[p].load(Ordering::Relaxed)
                 || inside[p].load(Ordering::Relaxed) != 0;
@@ -279,7 +170,7 @@ fn a_thread_that_blocks_the_signal_completes_barriers_at_its_polls() {
             },
             || set_blocked(libc::SIGURG, false),
         );
-        barriers(rt, &blockers, BARRIERS, |_| {});
+        blockers.barriers(rt, BARRIERS, |_| {});
         blockers.stop();
         if procs >= 2 {
             assert!(
@@ -310,200 +201,16 @@ fn two_runtimes_share_the_handler_and_one_outlives_the_other() {
         Loops::start(&b, 3, work, || {}),
     );
     std::thread::scope(|scope| {
-        scope.spawn(|| barriers(&a, &spin_a, BARRIERS, |_| {}));
-        scope.spawn(|| barriers(&b, &spin_b, BARRIERS, |_| {}));
+        scope.spawn(|| spin_a.barriers(&a, BARRIERS, |_| {}));
+        scope.spawn(|| spin_b.barriers(&b, BARRIERS, |_| {}));
     });
     spin_a.stop();
     assert_eq!(counter(&a, "stops at async safe points"), BARRIERS);
     sole_owner(a).shutdown();
-    barriers(&b, &spin_b, BARRIERS, |_| {});
+    spin_b.barriers(&b, BARRIERS, |_| {});
     spin_b.stop();
     assert_eq!(counter(&b, "stops at async safe points"), 2 * 3 * BARRIERS);
     assert_eq!(counter(&b, "signals forwarded"), 0);
-}
-
-/// The environment variable that makes [`chaining_child`] run.
-const CHAINING_CHILD: &str = "SAFEPOINT_TEST_CHAINING_CHILD";
-
-/// Issue 3, test 4: the application's SIGURG handler, installed before the plugin loads,
-/// still gets the SIGURGs that are not the strategy's, and is installed again once the
-/// runtime has shut down. Runs [`chaining_child`] in a process of its own.
-#[test]
-fn the_application_handler_gets_foreign_signals_and_is_restored_at_shutdown() {
-    let out = Command::new(std::env::current_exe().expect("test executable"))
-        .args([
-            "--exact",
-            "signal::chaining_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHAINING_CHILD, "1")
-        .output()
-        .expect("run the test binary");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    for procs in P_COUNTS {
-        for what in ["chaining", "swap"] {
-            assert!(
-                stdout.contains(&format!("{what} with {procs} Ps: ok")),
-                "{stdout}\n{stderr}"
-            );
-        }
-    }
-}
-
-/// SIGURGs the application's handler received.
-static APP_SIGNALS: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn app_handler_siginfo(
-    _signal: libc::c_int,
-    _info: *mut libc::siginfo_t,
-    _context: *mut libc::c_void,
-) {
-    APP_SIGNALS.fetch_add(1, Ordering::SeqCst);
-}
-
-extern "C" fn app_handler_plain(_signal: libc::c_int) {
-    APP_SIGNALS.fetch_add(1, Ordering::SeqCst);
-}
-
-fn sigurg_disposition() -> (libc::sighandler_t, libc::c_int) {
-    // SAFETY: a query: null new action; `old` is plain data the call fills.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let rc = unsafe { libc::sigaction(libc::SIGURG, std::ptr::null(), &mut old) };
-    assert_eq!(rc, 0);
-    (old.sa_sigaction, old.sa_flags & libc::SA_SIGINFO)
-}
-
-fn install_app_handler(siginfo: bool) -> libc::sighandler_t {
-    // SAFETY: sigaction is plain data; the fields that matter are set below.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = if siginfo {
-        action.sa_flags = libc::SA_SIGINFO;
-        app_handler_siginfo as *const () as libc::sighandler_t
-    } else {
-        app_handler_plain as *const () as libc::sighandler_t
-    };
-    // SAFETY: the handlers above are async-signal-safe (one atomic add) and of the right
-    // signature for their flags.
-    let rc = unsafe { libc::sigaction(libc::SIGURG, &action, std::ptr::null_mut()) };
-    assert_eq!(rc, 0);
-    action.sa_sigaction
-}
-
-/// Sends SIGURG to the calling thread; it is delivered before `tgkill` returns.
-fn sigurg_to_self() {
-    // SAFETY: plain integer syscalls.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::getpid(),
-            libc::gettid(),
-            libc::SIGURG,
-        )
-    };
-    assert_eq!(rc, 0);
-}
-
-#[test]
-#[ignore = "run in a process of its own by the_application_handler_gets_foreign_signals_..."]
-fn chaining_child() {
-    if std::env::var_os(CHAINING_CHILD).is_none() {
-        return;
-    }
-    for procs in P_COUNTS {
-        // With and without SA_SIGINFO: forwarding calls each form as installed.
-        let app = install_app_handler(procs <= 2);
-        let installed = sigurg_disposition();
-        assert_eq!(installed.0, app);
-        // The plugin is loaded (the first time round) and started after the application
-        // handler is in place.
-        let rt = runtime(&signal(), "", procs);
-        assert_ne!(
-            sigurg_disposition().0,
-            app,
-            "the strategy installs its own handler"
-        );
-        let before = APP_SIGNALS.load(Ordering::SeqCst);
-        // No barrier pending: one SIGURG to a runtime thread, one to this thread.
-        block_on_bounded(&rt, sigurg_to_self);
-        sigurg_to_self();
-        assert_eq!(APP_SIGNALS.load(Ordering::SeqCst), before + 2);
-        assert_eq!(counter(&rt, "signals forwarded"), 1, "the one on an M");
-        // The strategy's own signals stay with it.
-        let spinners = Loops::start(&rt, procs - 1, work, || {});
-        barriers(&rt, &spinners, 200, |_| {});
-        spinners.stop();
-        assert_eq!(APP_SIGNALS.load(Ordering::SeqCst), before + 2);
-        assert_eq!(counter(&rt, "signals forwarded"), 1);
-        if procs >= 2 {
-            assert!(counter(&rt, "signals sent") >= 200);
-        }
-        sole_owner(rt).shutdown();
-        assert_eq!(
-            sigurg_disposition(),
-            installed,
-            "the application handler is back"
-        );
-        println!("chaining with {procs} Ps: ok");
-
-        // Issue 6: swapping away from the signal strategy restores the application handler
-        // while the runtime goes on.
-        let rt = runtime(&signal(), "", procs);
-        assert_ne!(sigurg_disposition().0, app, "installed again");
-        let report = rt
-            .swap_strategy(&safepoint_tests::polling(), "")
-            .expect("swap to polling");
-        assert_eq!(
-            (report.old.as_str(), report.new.as_str()),
-            ("signal", "polling")
-        );
-        assert_eq!(
-            sigurg_disposition(),
-            installed,
-            "the handler is back after the swap"
-        );
-        let before = APP_SIGNALS.load(Ordering::SeqCst);
-        sigurg_to_self();
-        assert_eq!(
-            APP_SIGNALS.load(Ordering::SeqCst),
-            before + 1,
-            "and receives SIGURG"
-        );
-        let pollers = Loops::start(
-            &rt,
-            procs - 1,
-            |x| {
-                let x = work(x);
-                safepoint_host::runtime::poll();
-                x
-            },
-            || {},
-        );
-        barriers(&rt, &pollers, 50, |_| {});
-        pollers.stop();
-        sole_owner(rt).shutdown();
-        println!("swap with {procs} Ps: ok");
-    }
-}
-
-/// The runtime, once every clone of the handle is gone: `block_on_bounded`'s helper thread
-/// drops its clone after it has handed over the result.
-fn sole_owner(mut rt: Arc<Runtime>) -> Runtime {
-    loop {
-        match Arc::try_unwrap(rt) {
-            Ok(rt) => return rt,
-            Err(shared) => {
-                rt = shared;
-                std::thread::yield_now();
-            }
-        }
-    }
 }
 
 /// Issue 3, test 5: goroutines that sleep, that read from a pipe inside `blocking`, and
@@ -583,16 +290,16 @@ fn interrupted_syscalls_fail_nothing_and_their_eintrs_are_counted() {
                 || {},
             )
         };
-        barriers(&rt, &raw_sleepers, 2 * BARRIERS, |_| {});
+        raw_sleepers.barriers(&rt, 2 * BARRIERS, |_| {});
         for loops in [sleepers, raw_sleepers, writer] {
             loops.stop();
         }
         // One more record, the next in sequence, so that a reader blocked in read() wakes
         // up and sees its stop flag.
-        reader.stop.store(true, Ordering::Relaxed);
+        reader.request_stop();
         let last = written.load(Ordering::Relaxed).to_ne_bytes();
         assert_eq!(write(pipe.write, &last), Ok(8));
-        reader.done.wait();
+        reader.wait();
         assert_eq!(short_sleeps.load(Ordering::Relaxed), 0, "{procs} Ps");
         assert_eq!(bad_reads.load(Ordering::Relaxed), 0, "{procs} Ps");
         if procs >= 2 {

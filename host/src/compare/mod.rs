@@ -102,32 +102,36 @@ pub struct Row {
     pub outcome: Outcome,
 }
 
+/// What a strategy did under one workload at one P count.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// Barriers done.
+    pub barriers: u64,
+    /// Median barrier time, nanoseconds.
+    pub p50_ns: u64,
+    /// 99th percentile, nanoseconds.
+    pub p99_ns: u64,
+    /// Slowest barrier, nanoseconds.
+    pub max_ns: u64,
+    /// p50 over the floor's p50.
+    pub p50_over_floor: f64,
+    /// Requester CPU time per barrier, nanoseconds.
+    pub requester_cpu_ns: u64,
+    /// Mutator throughput lost against the same workload without barriers, in percent
+    /// (negative: noise in its favour).
+    pub mutator_slowdown_pct: f64,
+    /// Signals the strategy sent, if it counts them.
+    pub signals_sent: Option<u64>,
+    /// Blocking calls a signal interrupted.
+    pub eintrs: u64,
+}
+
 /// A row's figures.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     /// The strategy ran the workload.
-    Measured {
-        /// Barriers done.
-        barriers: u64,
-        /// Median barrier time, nanoseconds.
-        p50_ns: u64,
-        /// 99th percentile, nanoseconds.
-        p99_ns: u64,
-        /// Slowest barrier, nanoseconds.
-        max_ns: u64,
-        /// p50 over the floor's p50.
-        p50_over_floor: f64,
-        /// Requester CPU time per barrier, nanoseconds.
-        requester_cpu_ns: u64,
-        /// Mutator throughput lost against the same workload without barriers, in percent
-        /// (negative: noise in its favour).
-        mutator_slowdown_pct: f64,
-        /// Signals the strategy sent, if it counts them.
-        signals_sent: Option<u64>,
-        /// Blocking calls a signal interrupted.
-        eintrs: u64,
-    },
+    Measured(Measurement),
     /// The strategy cannot run the workload.
     NotApplicable {
         /// Why.
@@ -280,7 +284,7 @@ fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outc
         0.0
     };
     let barriers = h.len();
-    Outcome::Measured {
+    Outcome::Measured(Measurement {
         barriers,
         p50_ns: h.value_at_quantile(0.5),
         p99_ns: h.value_at_quantile(0.99),
@@ -294,7 +298,7 @@ fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outc
             .find(|(name, _)| name == "signals sent")
             .map(|(_, v)| *v),
         eintrs: summary.eintrs,
-    }
+    })
 }
 
 /// Nanoseconds, in the unit that reads best.
@@ -355,27 +359,17 @@ impl Comparison {
                 row.strategy, row.procs, row.workload
             );
             let _ = match &row.outcome {
-                Outcome::Measured {
-                    p50_ns,
-                    p99_ns,
-                    max_ns,
-                    p50_over_floor,
-                    requester_cpu_ns,
-                    mutator_slowdown_pct,
-                    signals_sent,
-                    eintrs,
-                    ..
-                } => writeln!(
+                Outcome::Measured(m) => writeln!(
                     out,
                     "{:>9} {:>9} {:>9} {:>9} {:>10} {:>8.1}% {:>8} {:>7}",
-                    human_ns(*p50_ns),
-                    human_ns(*p99_ns),
-                    human_ns(*max_ns),
-                    human_ratio(*p50_over_floor),
-                    human_ns(*requester_cpu_ns),
-                    mutator_slowdown_pct,
-                    signals_sent.map_or("-".to_owned(), |s| s.to_string()),
-                    eintrs
+                    human_ns(m.p50_ns),
+                    human_ns(m.p99_ns),
+                    human_ns(m.max_ns),
+                    human_ratio(m.p50_over_floor),
+                    human_ns(m.requester_cpu_ns),
+                    m.mutator_slowdown_pct,
+                    m.signals_sent.map_or("-".to_owned(), |s| s.to_string()),
+                    m.eintrs
                 ),
                 Outcome::NotApplicable { reason } => writeln!(out, "n/a: {reason}"),
                 Outcome::Failed { error } => writeln!(out, "FAILED: {error}"),
@@ -406,20 +400,18 @@ impl Comparison {
                 row.strategy, row.procs, row.workload, row.floor
             );
             let _ = match &row.outcome {
-                Outcome::Measured {
-                    barriers,
-                    p50_ns,
-                    p99_ns,
-                    max_ns,
-                    p50_over_floor,
-                    requester_cpu_ns,
-                    mutator_slowdown_pct,
-                    signals_sent,
-                    eintrs,
-                } => writeln!(
+                Outcome::Measured(m) => writeln!(
                     out,
-                    "measured,{barriers},{p50_ns},{p99_ns},{max_ns},{p50_over_floor:.3},{requester_cpu_ns},{mutator_slowdown_pct:.2},{},{eintrs},",
-                    signals_sent.map_or(String::new(), |s| s.to_string())
+                    "measured,{},{},{},{},{:.3},{},{:.2},{},{},",
+                    m.barriers,
+                    m.p50_ns,
+                    m.p99_ns,
+                    m.max_ns,
+                    m.p50_over_floor,
+                    m.requester_cpu_ns,
+                    m.mutator_slowdown_pct,
+                    m.signals_sent.map_or(String::new(), |s| s.to_string()),
+                    m.eintrs
                 ),
                 Outcome::NotApplicable { reason } => {
                     writeln!(

@@ -40,7 +40,7 @@ pub fn write_svg(comparison: &Comparison, path: &Path) -> Result<(), String> {
         .rows
         .iter()
         .filter_map(|r| match r.outcome {
-            Outcome::Measured { p50_ns, .. } => Some(p50_ns),
+            Outcome::Measured(ref m) => Some(m.p50_ns),
             _ => None,
         })
         .chain(comparison.floors.iter().map(|f| f.p50_ns))
@@ -99,9 +99,9 @@ pub fn write_svg(comparison: &Comparison, path: &Path) -> Result<(), String> {
                 .iter()
                 .filter(|r| r.workload == *workload && r.strategy == *strategy)
                 .filter_map(|r| match r.outcome {
-                    Outcome::Measured { p50_ns, .. } => {
+                    Outcome::Measured(ref m) => {
                         let x = procs.iter().position(|p| *p == r.procs)? as f64;
-                        Some((x, p50_ns.max(1) as f64))
+                        Some((x, m.p50_ns.max(1) as f64))
                     }
                     _ => None,
                 })

@@ -235,7 +235,7 @@ fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, Barr
     let f = counted_fn(&tally, f);
     shared.set_in_flight(Some(InFlight::new(
         shared,
-        &strategy.name,
+        &strategy,
         &tally,
         Instant::now(),
     )));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use safepoint_abi::{MId, PId, PStatus};
 
+use super::ActiveStrategy;
 use super::host::Tally;
 use crate::runtime::{GStatus, GoId, Shared};
 
@@ -49,7 +50,7 @@ impl Default for SafepointConfig {
 
 /// The barrier in flight, as sysmon watches it.
 pub(crate) struct InFlight {
-    strategy: String,
+    strategy: Arc<ActiveStrategy>,
     tally: Arc<Tally>,
     start: Instant,
     /// Each P's poke count when the barrier started.
@@ -60,12 +61,12 @@ pub(crate) struct InFlight {
 impl InFlight {
     pub(crate) fn new(
         shared: &Shared,
-        strategy: &str,
+        strategy: &Arc<ActiveStrategy>,
         tally: &Arc<Tally>,
         start: Instant,
     ) -> InFlight {
         InFlight {
-            strategy: strategy.to_owned(),
+            strategy: Arc::clone(strategy),
             tally: Arc::clone(tally),
             start,
             pokes_before: shared
@@ -203,7 +204,7 @@ fn build_report(shared: &Shared, in_flight: &InFlight, elapsed: Duration) -> Tim
         })
         .collect();
     TimeoutReport {
-        strategy: in_flight.strategy.clone(),
+        strategy: in_flight.strategy.name.clone(),
         elapsed,
         procs: shared.ps.len(),
         late,
