@@ -4,14 +4,9 @@
 //! costs no CPU while it waits.
 //!
 #![doc = include_str!("../README.md")]
-// Unsafe code (the futex system call) lives in `sys` only.
 #![deny(unsafe_code)]
 // `export_root_module` generates an undocumented public static.
 #![allow(missing_docs)]
-
-pub mod protocol;
-#[allow(unsafe_code)]
-mod sys;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,8 +17,8 @@ use safepoint_abi::{
     Strategy, catch_panic, parse_config, parse_config_duration,
 };
 
-use protocol::{PendingCount, WaitResult};
-use sys::Futex;
+use safepoint_kit::futex::{Futex, WaitResult};
+use safepoint_kit::pending_count::{self as protocol, PendingCount};
 
 safepoint_abi::export_strategy! {
     name: "futex",

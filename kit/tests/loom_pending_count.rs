@@ -1,5 +1,5 @@
-//! A loom model of the futex strategy's wait and wake protocol: the very code of
-//! `safepoint_futex::protocol`, with the futex replaced by a model that gives its guarantee
+//! A loom model of the pending-count protocol (the futex and polling strategies' wait and
+//! wake): the very code of `safepoint_kit::pending_count`, with the futex replaced by a model that gives its guarantee
 //! (checking the word and going to sleep are one step with respect to a wake), explored in
 //! every interleaving loom can reach.
 //!
@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
-use safepoint_futex::protocol::{self, PendingCount, WaitResult, Wake, Word};
+use safepoint_kit::futex::{WaitResult, Wake, Word};
+use safepoint_kit::pending_count::{self as protocol, PendingCount};
 
 /// loom's atomic as the protocol's word.
 struct ModelWord(AtomicU32);
@@ -26,6 +27,10 @@ struct ModelWord(AtomicU32);
 impl Word for ModelWord {
     fn new(value: u32) -> ModelWord {
         ModelWord(AtomicU32::new(value))
+    }
+
+    fn load(&self, order: Ordering) -> u32 {
+        self.0.load(order)
     }
 
     fn store(&self, value: u32, order: Ordering) {

@@ -1,73 +1,19 @@
-//! The wait and wake protocol of the pending-count word, written once.
+//! The requester's wait for the last acknowledgement of a barrier, written once.
 //!
-//! The protocol never sees the futex: it runs over two small traits, [`Word`] (the atomic
-//! word) and [`Wake`] (sleep on the word while it holds a value; wake a sleeper). The strategy
-//! plugs in `std`'s `AtomicU32` and the `futex(2)` system call; the loom model in
-//! `tests/loom_protocol.rs` plugs in loom's atomics and a mutex-and-condvar futex, and checks
-//! every interleaving of this same code for a lost wake-up.
+//! The protocol never sees the futex: it runs over the two small traits of
+//! [`crate::futex`], [`Word`] (the atomic word) and [`Wake`] (sleep on the word while it
+//! holds a value; wake a sleeper). The strategies plug in `std`'s `AtomicU32` and
+//! [`Futex`](crate::futex::Futex); the loom model in `tests/loom_pending_count.rs` plugs in
+//! loom's atomics and a mutex-and-condvar futex, and checks every interleaving of this same
+//! code for a lost wake-up.
 //!
-//! See the crate's README for the steps of each side and the argument.
+//! The futex strategy's README gives the steps of each side and the argument; the polling
+//! strategy runs the same protocol after a spin phase.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// The atomic operations the protocol needs, on a 32-bit word (a futex word is 32 bits).
-pub trait Word: Sync {
-    /// A new word holding `value`.
-    fn new(value: u32) -> Self;
-    /// `AtomicU32::store`.
-    fn store(&self, value: u32, order: Ordering);
-    /// `AtomicU32::fetch_or`.
-    fn fetch_or(&self, bits: u32, order: Ordering) -> u32;
-    /// `AtomicU32::fetch_sub`.
-    fn fetch_sub(&self, value: u32, order: Ordering) -> u32;
-}
-
-impl Word for AtomicU32 {
-    fn new(value: u32) -> AtomicU32 {
-        AtomicU32::new(value)
-    }
-
-    fn store(&self, value: u32, order: Ordering) {
-        AtomicU32::store(self, value, order);
-    }
-
-    fn fetch_or(&self, bits: u32, order: Ordering) -> u32 {
-        AtomicU32::fetch_or(self, bits, order)
-    }
-
-    fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
-        AtomicU32::fetch_sub(self, value, order)
-    }
-}
-
-/// Why [`Wake::wait`] returned. The caller re-checks the word in every case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaitResult {
-    /// A [`Wake::wake`] woke it (possibly one meant for an earlier barrier).
-    Woken,
-    /// The word no longer held the expected value when the wait began (`EAGAIN`).
-    Changed,
-    /// The timeout passed with no wake (`ETIMEDOUT`).
-    TimedOut,
-    /// A signal interrupted the wait (`EINTR`).
-    Interrupted,
-}
-
-/// Sleeping on a word and waking its sleeper: `futex(2)`'s `FUTEX_WAIT` and `FUTEX_WAKE`.
-pub trait Wake {
-    /// The word the sleeper sleeps on.
-    type Word: Word;
-
-    /// Sleeps while `word` holds `expected`, until [`Wake::wake`] or `timeout` (`None`: no
-    /// timeout). Checking the word and going to sleep are one atomic step with respect to
-    /// `wake`: a `wake` that follows a change of the word cannot fall between them. May return
-    /// early for any [`WaitResult`].
-    fn wait(&self, word: &Self::Word, expected: u32, timeout: Option<Duration>) -> WaitResult;
-
-    /// Wakes the thread sleeping on `word`, if one is.
-    fn wake(&self, word: &Self::Word);
-}
+use crate::futex::{WaitResult, Wake, Word};
 
 /// The bit of the pending-count word that says the requester sleeps, or is about to.
 const SLEEPING: u32 = 1 << 31;
@@ -135,6 +81,11 @@ impl<W: Word> PendingCount<W> {
         (old & !SLEEPING != 0).then_some(old | SLEEPING)
     }
 
+    /// Whether every P has acknowledged (acquire: their writes are now visible).
+    pub fn is_zero(&self) -> bool {
+        self.word.load(Ordering::Acquire) & !SLEEPING == 0
+    }
+
     /// The futex word itself.
     pub fn word(&self) -> &W {
         &self.word
@@ -161,6 +112,22 @@ pub fn wait_for_acks<K: Wake>(
     while let Some(expected) = count.announce_sleep() {
         woke(wake.wait(count.word(), expected, timeout));
     }
+}
+
+/// Spins `2^i` times in round `i`, for `rounds` rounds, until every P has acknowledged;
+/// returns whether they all did (acquire: their writes are visible). The caller sleeps with
+/// [`wait_for_acks`] if not. Spinning pays only when every P has a CPU of its own: a
+/// requester that spins keeps a CPU from the P it waits for.
+pub fn spin_for_acks<W: Word>(count: &PendingCount<W>, rounds: u32) -> bool {
+    for round in 0..rounds {
+        if count.is_zero() {
+            return true;
+        }
+        for _ in 0..(1u32 << round) {
+            std::hint::spin_loop();
+        }
+    }
+    count.is_zero()
 }
 
 /// A P's acknowledgement at its safe point, after its `f` ran: the last one wakes the
