@@ -56,9 +56,13 @@ pub(crate) fn suspend_g(shared: &Arc<Shared>, id: GoId) -> Option<SuspendedG> {
             GStatus::Dead | GStatus::Idle => return None,
             GStatus::Waiting(_) | GStatus::Runnable | GStatus::Syscall => {
                 if g.status.try_begin_scan(status) {
-                    // A goroutine that parked itself at a scan request is ours to ready.
-                    let stopped = status == GStatus::Waiting(WaitReason::PreemptedForScan)
-                        && g.scan_requested.swap(false, Ordering::AcqRel);
+                    // The scan consumes our request, whatever state it finds the goroutine
+                    // in: left set, a later preempt bit would park the goroutine for a scan
+                    // that never comes. A goroutine that parked itself at the request is ours
+                    // to ready.
+                    let requested = g.scan_requested.swap(false, Ordering::AcqRel);
+                    let stopped =
+                        requested && status == GStatus::Waiting(WaitReason::PreemptedForScan);
                     return Some(SuspendedG {
                         shared: Arc::clone(shared),
                         g,
@@ -76,6 +80,9 @@ pub(crate) fn suspend_g(shared: &Arc<Shared>, id: GoId) -> Option<SuspendedG> {
                     .and_then(|m| m.p())
                 {
                     shared.p(p).arm(poll_bits::PREEMPT);
+                    // Its M may be giving way to a barrier in a signal handler, where its
+                    // goroutine cannot be scanned: have it leave (`safepoint/served.rs`).
+                    shared.served.poke(shared.p(p));
                 }
             }
         }
