@@ -335,3 +335,43 @@ impl Loops {
         self.wait();
     }
 }
+
+/// Runs `f` on a new thread pinned to one CPU (`sched_setaffinity`), and returns its result.
+/// Every thread started from it inherits the mask, so a runtime built inside `f` has all its
+/// Ms on that CPU: oversubscribed for real from 2 Ps on, whatever the machine. Other tests
+/// keep every CPU.
+pub fn on_one_cpu<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(move || {
+        // SAFETY: a cpu_set_t is plain data, valid zeroed; CPU_ZERO and CPU_SET write inside
+        // it; sched_setaffinity reads `size_of` bytes from it, for the calling thread (0).
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(first_allowed_cpu(), &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+        f()
+    })
+    .join()
+    .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+}
+
+/// The lowest CPU the calling thread may run on.
+fn first_allowed_cpu() -> usize {
+    // SAFETY: as in `on_one_cpu`; sched_getaffinity writes at most `size_of` bytes into
+    // the set, and CPU_ISSET reads inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        assert_eq!(rc, 0, "sched_getaffinity");
+        (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .expect("a thread may run on some CPU")
+    }
+}

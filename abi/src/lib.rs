@@ -78,7 +78,7 @@ impl fmt::Display for AbiVersion {
 }
 
 /// The ABI version of this crate.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 0 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 1 };
 
 /// The symbol under which a plugin exports its [`AbiVersion`], with its trailing NUL.
 pub const ABI_VERSION_SYMBOL: &[u8] = b"SAFEPOINT_ABI_VERSION\0";
@@ -510,8 +510,22 @@ pub trait Host: Send + Sync + Clone {
     /// a running P, outside any non-preemptible region, holding no runtime lock. If so, the
     /// P may take part in a barrier from the handler; if not, it must be left to its next
     /// `poll()`. Async-signal-safe.
-    #[sabi(last_prefix_field)]
     fn at_async_safe_point(&self) -> bool;
+
+    /// Whether the runtime was oversubscribed when the barrier in flight began (or, outside
+    /// a barrier, when the last one began): more of its Ms were runnable than there are CPUs
+    /// it may run on. A requester that would spin sleeps at once instead, since a spinning
+    /// requester keeps a CPU from the P it waits for. Async-signal-safe.
+    fn oversubscribed(&self) -> bool;
+
+    /// For a strategy that has `f(p)` run while `p` is stopped where the host does not see
+    /// it (a signal handler): call it on `p`'s own thread once `f(p)` has run, before the
+    /// thread goes back to the code it interrupted. Applies the host's served-P policy: it
+    /// may return at once, yield the CPU, or wait until the barrier ends so that the late Ps'
+    /// threads get the CPU (see the host's `ServedPs`). The host applies the policy itself
+    /// after [`Strategy::on_poll`]. Async-signal-safe.
+    #[sabi(last_prefix_field)]
+    fn give_way(&self, p: PId);
 }
 
 /// The host handle a strategy keeps.

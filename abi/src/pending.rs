@@ -221,6 +221,10 @@ mod tests {
         fn at_async_safe_point(&self) -> bool {
             false
         }
+        fn oversubscribed(&self) -> bool {
+            false
+        }
+        fn give_way(&self, _p: PId) {}
     }
 
     #[derive(Clone)]

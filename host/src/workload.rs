@@ -18,7 +18,7 @@ use crate::gc::{Gc, GcError, Mutator as GcMutator};
 use crate::plugin::{Plugin, SwapError, swap};
 use crate::runtime::lock::Mutex;
 use crate::runtime::{self, Runtime, WaitGroup, WaitReason};
-use crate::safepoint::{self, BarrierError};
+use crate::safepoint::{self, BarrierError, ServedPs, ServedPsStats};
 use crate::sys;
 
 /// What the mutators do while barriers run.
@@ -134,6 +134,8 @@ pub struct RunSummary {
     pub eintrs: u64,
     /// The strategy's counters at the end.
     pub counters: Vec<(String, u64)>,
+    /// The served-P policy, and what it did during the run.
+    pub served_ps: (ServedPs, ServedPsStats),
     /// What the GC did, with `--gc`.
     pub gc: Option<GcSummary>,
     /// Barrier times per strategy, when strategies rotate.
@@ -308,6 +310,12 @@ impl fmt::Display for RunSummary {
                 )?;
             }
         }
+        let (policy, served) = self.served_ps;
+        writeln!(
+            f,
+            "  served Ps        policy {policy}: {} waits until the barrier ended ({} left early for a stack scan), {} yields",
+            served.waits, served.left_early, served.yields
+        )?;
         let counters: Vec<String> = self
             .counters
             .iter()
@@ -334,6 +342,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         return Err(RunError::GcNeedsPolls);
     }
     let procs = rt.procs();
+    let served_before = rt.served_ps().1;
     let gc = options.gc.then(|| Gc::start(rt, procs.div_ceil(4)));
     let mutators = Mutators::start_with_gc(rt, options.workload, gc.as_ref());
     let gc_run = gc.as_ref().map(|gc| gc_cycles(rt, gc));
@@ -401,6 +410,10 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         elapsed: mutator_report.elapsed,
         eintrs: mutator_report.eintrs,
         counters: rt.strategy_counters(),
+        served_ps: {
+            let (policy, now) = rt.served_ps();
+            (policy, now.since(&served_before))
+        },
         gc: gc_summary,
         by_strategy: if swaps.is_some() {
             by_strategy

@@ -5,6 +5,7 @@ mod contract;
 mod futex;
 mod gc;
 mod loader;
+mod served;
 mod signal;
 mod stress;
 mod swap;

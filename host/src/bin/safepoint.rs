@@ -10,7 +10,7 @@ use safepoint_host::compare::{self, CompareOptions};
 use safepoint_host::gc::{self, DeadlockMode};
 use safepoint_host::plugin::{self, LoadError, Plugin, SearchPath};
 use safepoint_host::runtime::Runtime;
-use safepoint_host::safepoint::OnTimeout;
+use safepoint_host::safepoint::{OnTimeout, ServedPs};
 use safepoint_host::workload::{self, Rotation, RunOptions, Workload};
 
 /// Load safe-point strategy plugins and run Go-style ragged barriers with them.
@@ -63,6 +63,8 @@ struct DeadlockArgs {
     #[command(flatten)]
     timeout: TimeoutArgs,
     #[command(flatten)]
+    served: ServedPsArgs,
+    #[command(flatten)]
     path: PathArgs,
 }
 
@@ -87,6 +89,15 @@ impl TimeoutArgs {
 }
 
 #[derive(Args, Debug)]
+struct ServedPsArgs {
+    /// What the M of a P that has been served does while the barrier is still in flight:
+    /// auto (wait when Ps outnumber CPUs, run otherwise), run, yield (once) or wait (until the
+    /// barrier ends).
+    #[arg(long, default_value = "auto", value_parser = parse_served_ps)]
+    served_ps: ServedPs,
+}
+
+#[derive(Args, Debug)]
 struct PathArgs {
     /// A directory to search for plugins before the default path (repeatable).
     #[arg(long = "plugin-path", value_name = "DIR")]
@@ -98,21 +109,23 @@ struct CompareArgs {
     /// Strategies to compare [default: every plugin found, except test plugins].
     #[arg(long, value_name = "SPEC,SPEC,...", value_delimiter = ',')]
     strategies: Vec<String>,
-    /// P counts [default: 1,2,4,8; --quick: 1,2,4].
+    /// P counts [default: 1,2,4,8,16; --quick: 1,2,4].
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1024))]
     procs: Vec<u32>,
     /// Workloads [default: all; --quick: poll,mixed,nopoll].
     #[arg(long, value_delimiter = ',', value_parser = parse_workload)]
     workloads: Vec<Workload>,
-    /// Barriers per row, at most [default: 2000; --quick: 500].
+    /// Barriers per row, at most [default: 5000; --quick: 500].
     #[arg(long)]
     barriers: Option<u64>,
     /// Time per row, at most [default: 500ms; --quick: 150ms].
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// A smaller matrix: about ten seconds instead of under a minute.
+    /// A smaller matrix: about ten seconds instead of about a minute.
     #[arg(long)]
     quick: bool,
+    #[command(flatten)]
+    served: ServedPsArgs,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -162,6 +175,8 @@ struct RunArgs {
     #[command(flatten)]
     timeout: TimeoutArgs,
     #[command(flatten)]
+    served: ServedPsArgs,
+    #[command(flatten)]
     path: PathArgs,
 }
 
@@ -174,6 +189,10 @@ enum TimeoutAction {
 }
 
 fn parse_workload(s: &str) -> Result<Workload, String> {
+    s.parse()
+}
+
+fn parse_served_ps(s: &str) -> Result<ServedPs, String> {
     s.parse()
 }
 
@@ -266,6 +285,7 @@ fn compare(args: &CompareArgs) -> CliResult {
     }
     options.barriers = args.barriers.unwrap_or(options.barriers);
     options.duration = args.duration.unwrap_or(options.duration);
+    options.served_ps = args.served.served_ps;
     let progress =
         ProgressBar::with_draw_target(Some(options.steps()), ProgressDrawTarget::stderr());
     progress.set_style(
@@ -342,11 +362,13 @@ fn start_runtime(
     path: &PathArgs,
     procs: u32,
     (timeout, on_timeout): (Option<Duration>, OnTimeout),
+    served: &ServedPsArgs,
 ) -> Result<Runtime, Box<dyn std::error::Error>> {
     let (plugin, config) = load_strategy(spec, path)?;
     Ok(Runtime::builder()
         .procs(procs as usize)
         .safepoint_timeout(timeout, on_timeout)
+        .served_ps(served.served_ps)
         .build(&plugin, &config)?)
 }
 
@@ -377,7 +399,7 @@ fn run(args: &RunArgs) -> CliResult {
         .as_ref()
         .or(args.strategies.first())
         .expect("clap requires --strategy or --strategies");
-    let rt = start_runtime(first, &args.path, args.procs, timeout)?;
+    let rt = start_runtime(first, &args.path, args.procs, timeout, &args.served)?;
     let options = RunOptions {
         workload: args.workload,
         barriers: args.barriers,
@@ -395,7 +417,13 @@ fn deadlock(args: &DeadlockArgs) -> CliResult {
     let timeout = args
         .timeout
         .or(Duration::from_secs(2), TimeoutAction::Abort);
-    let rt = start_runtime(&args.strategy, &args.path, args.procs, timeout)?;
+    let rt = start_runtime(
+        &args.strategy,
+        &args.path,
+        args.procs,
+        timeout,
+        &args.served,
+    )?;
     let mode = if args.unchecked {
         eprintln!(
             "deadlock demo: calling for_each_p_unchecked while a mark worker waits in suspend_g \

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::floor::Floor;
 use crate::plugin::{LoadError, Plugin};
 use crate::runtime::Runtime;
+use crate::safepoint::ServedPs;
 use crate::workload::{self, RunError, RunOptions, RunSummary, Workload};
 
 pub use machine::Machine;
@@ -39,18 +40,21 @@ pub struct CompareOptions {
     pub duration: Duration,
     /// Samples per floor.
     pub floor_samples: u64,
+    /// What a served P does while its barrier is still in flight.
+    pub served_ps: ServedPs,
 }
 
 impl CompareOptions {
-    /// The default matrix: under a minute on a 2-core machine.
+    /// The default matrix: about a minute on a 2-core machine.
     pub fn full(strategies: Vec<(Plugin, String)>) -> CompareOptions {
         CompareOptions {
             strategies,
-            procs: vec![1, 2, 4, 8],
+            procs: vec![1, 2, 4, 8, 16],
             workloads: Workload::ALL.to_vec(),
             barriers: 5000,
-            duration: Duration::from_secs(1),
+            duration: Duration::from_millis(500),
             floor_samples: 5000,
+            served_ps: ServedPs::default(),
         }
     }
 
@@ -124,6 +128,8 @@ pub struct Measurement {
     pub signals_sent: Option<u64>,
     /// Blocking calls a signal interrupted.
     pub eintrs: u64,
+    /// Served Ps whose M waited for the barrier to end, per barrier (the served-P policy).
+    pub served_waits_per_barrier: f64,
 }
 
 /// A row's figures.
@@ -149,6 +155,8 @@ pub enum Outcome {
 pub struct Comparison {
     /// Where it ran.
     pub machine: Machine,
+    /// The served-P policy of every run.
+    pub served_ps: String,
     /// The floors.
     pub floors: Vec<FloorResult>,
     /// One row per strategy, P count and workload.
@@ -203,19 +211,12 @@ pub fn compare(
         for &workload in &options.workloads {
             let (first, first_config) = &options.strategies[0];
             step(&format!("{procs} Ps, {workload}: mutators alone"));
-            let baseline = run_one(first, first_config, procs, workload, 0, options.duration)?;
+            let baseline = run_one(first, first_config, procs, workload, 0, options)?;
             for (plugin, config) in &options.strategies {
                 step(&format!("{procs} Ps, {workload}: {}", plugin.name()));
                 let floor = Floor::of(plugin.capabilities());
                 let outcome = if plugin.capabilities().contains(workload.needs()) {
-                    match run_one(
-                        plugin,
-                        config,
-                        procs,
-                        workload,
-                        options.barriers,
-                        options.duration,
-                    ) {
+                    match run_one(plugin, config, procs, workload, options.barriers, options) {
                         Ok(summary) => measured(&summary, &baseline, floor_p50(floor)),
                         Err(e) => Outcome::Failed {
                             error: e.to_string(),
@@ -242,6 +243,7 @@ pub fn compare(
     }
     Ok(Comparison {
         machine: Machine::this_one(),
+        served_ps: options.served_ps.name().to_owned(),
         floors,
         rows,
     })
@@ -253,7 +255,7 @@ fn run_one(
     procs: usize,
     workload: Workload,
     barriers: u64,
-    duration: Duration,
+    options: &CompareOptions,
 ) -> Result<RunSummary, CompareError> {
     let run_error = |error| CompareError::Run {
         strategy: plugin.name().to_owned(),
@@ -263,12 +265,13 @@ fn run_one(
     };
     let rt = Runtime::builder()
         .procs(procs)
+        .served_ps(options.served_ps)
         .build(plugin, config)
         .map_err(Box::new)?;
     let options = RunOptions {
         workload,
         barriers,
-        duration: Some(duration),
+        duration: Some(options.duration),
         gc: false,
         rotation: None,
     };
@@ -298,6 +301,7 @@ fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outc
             .find(|(name, _)| name == "signals sent")
             .map(|(_, v)| *v),
         eintrs: summary.eintrs,
+        served_waits_per_barrier: summary.served_ps.1.waits as f64 / barriers.max(1) as f64,
     })
 }
 
@@ -326,6 +330,7 @@ impl Comparison {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}", self.machine);
+        let _ = writeln!(out, "served Ps: {}", self.served_ps);
         let _ = writeln!(out, "\nfloors (same run):");
         for f in &self.floors {
             let _ = writeln!(

@@ -154,7 +154,9 @@ fn poll_slow() {
     let Some(m) = current_m() else { return };
     let _runtime = RuntimeCode::enter();
     let Some(p) = current_p() else { return };
-    safepoint::serve(&m.shared, p);
+    if safepoint::serve(&m.shared, p) {
+        safepoint::give_way_on_goroutine(&m.shared, p);
+    }
     if p.poll_word.0.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {
         p.disarm(poll_bits::PREEMPT);
         let Some(g) = m.curg() else { return };

@@ -46,7 +46,7 @@ pub(crate) use preempt::suspend_g;
 pub(crate) use sched::ready;
 
 use crate::plugin::{LoadError, Plugin};
-use crate::safepoint::{ActiveStrategy, InFlight, SafepointConfig, TimeoutReport};
+use crate::safepoint::{ActiveStrategy, Gate, InFlight, SafepointConfig, ServedPs, TimeoutReport};
 use sched::Sched;
 use time::Timers;
 
@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) timers: Timers,
     pub(crate) stack_size: usize,
     pub(crate) safepoint: SafepointConfig,
+    /// The served-P policy and the futex its waiting Ms sleep on.
+    pub(crate) served: Gate,
     pub(crate) shutting_down: AtomicBool,
     sysmon_stop: (Mutex<bool>, Condvar),
     /// The barrier in flight, for sysmon's timeout check.
@@ -155,6 +157,7 @@ pub struct Builder {
     procs: usize,
     stack_size: usize,
     safepoint: SafepointConfig,
+    served_ps: ServedPs,
 }
 
 impl Builder {
@@ -191,6 +194,13 @@ impl Builder {
         self
     }
 
+    /// What the M of a P that has been served does while the barrier is still in flight
+    /// (default: [`ServedPs::Auto`]: wait when oversubscribed, run otherwise).
+    pub fn served_ps(mut self, policy: ServedPs) -> Builder {
+        self.served_ps = policy;
+        self
+    }
+
     /// Starts the runtime with the strategy of `plugin`, configured by `config`
     /// (the text after `NAME:` in `--strategy`).
     pub fn build(self, plugin: &Plugin, config: &str) -> Result<Runtime, LoadError> {
@@ -210,6 +220,7 @@ impl Builder {
             timers: Timers::default(),
             stack_size: self.stack_size,
             safepoint: self.safepoint,
+            served: Gate::new(self.served_ps),
             shutting_down: AtomicBool::new(false),
             sysmon_stop: (Mutex::new(false), Condvar::new()),
             in_flight: Mutex::new(None),
@@ -238,6 +249,7 @@ impl Runtime {
             procs: std::thread::available_parallelism().map_or(1, usize::from),
             stack_size: DEFAULT_STACK_SIZE,
             safepoint: SafepointConfig::default(),
+            served_ps: ServedPs::default(),
         }
     }
 
@@ -294,6 +306,16 @@ impl Runtime {
     /// The last safepoint-timeout report, if a barrier ever ran past the timeout.
     pub fn last_timeout_report(&self) -> Option<TimeoutReport> {
         self.shared.last_timeout_report.lock().clone()
+    }
+
+    /// The served-P policy, and what it has done so far.
+    pub fn served_ps(&self) -> (ServedPs, crate::safepoint::ServedPsStats) {
+        (self.shared.served.policy(), self.shared.served.stats())
+    }
+
+    /// How many Ms wait, now, for a barrier to end (the served-P policy's `wait`).
+    pub fn served_ps_waiting(&self) -> u32 {
+        self.shared.served.waiters()
     }
 
     /// The capabilities of the active strategy.

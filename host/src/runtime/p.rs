@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::lock::Mutex;
 use safepoint_abi::{MId, PId, PStatus};
@@ -39,6 +39,10 @@ pub(crate) struct P {
     /// (monotonic nanoseconds): for timeout reports.
     pub(crate) pokes: AtomicU64,
     pub(crate) last_poke_nanos: AtomicU64,
+    /// The number of the last barrier that ran `f` for this P (see `safepoint/served.rs`).
+    pub(crate) served_in: AtomicU32,
+    /// The P's M sleeps on the served-P gate until its barrier ends.
+    pub(crate) giving_way: AtomicBool,
 }
 
 impl P {
@@ -54,6 +58,8 @@ impl P {
             sched_tick: AtomicU64::new(0),
             pokes: AtomicU64::new(0),
             last_poke_nanos: AtomicU64::new(0),
+            served_in: AtomicU32::new(0),
+            giving_way: AtomicBool::new(false),
         }
     }
 

@@ -233,7 +233,9 @@ fn schedule(m: &Arc<M>) {
         go_idle(m, p, true);
         return;
     }
-    safepoint::serve(shared, p);
+    if safepoint::serve(shared, p) {
+        safepoint::give_way(shared, p);
+    }
     match find_runnable(shared, p) {
         Some(g) => execute(m, p, g),
         None => go_idle(m, p, false),
@@ -403,6 +405,7 @@ fn sysmon(shared: Arc<Shared>) {
             }
         }
         safepoint::check_timeout(&shared);
+        shared.served.refresh_cpus();
         let now = Instant::now();
         let global_work = !shared.sched.lock().runq.is_empty();
         let mut work_waiting = global_work;

@@ -40,10 +40,13 @@ pub enum WaitReason {
     Event,
     /// A GC mark worker scanning stacks, on its system stack.
     GcWorkerActive,
+    /// Its P has been served by the barrier in flight; its M gives the CPU to the late Ps
+    /// until the barrier ends (the served-P policy `wait`).
+    ForEachPServed,
 }
 
 impl WaitReason {
-    const ALL: [WaitReason; 13] = [
+    const ALL: [WaitReason; 14] = [
         WaitReason::Zero,
         WaitReason::ChanReceive,
         WaitReason::ChanSend,
@@ -57,6 +60,7 @@ impl WaitReason {
         WaitReason::PreemptedForScan,
         WaitReason::Event,
         WaitReason::GcWorkerActive,
+        WaitReason::ForEachPServed,
     ];
 
     /// Go's string for the reason, as the goroutine dump prints it.
@@ -75,6 +79,7 @@ impl WaitReason {
             WaitReason::PreemptedForScan => "preempted",
             WaitReason::Event => "event",
             WaitReason::GcWorkerActive => "GC worker (active)",
+            WaitReason::ForEachPServed => "waiting for forEachP",
         }
     }
 

@@ -128,11 +128,28 @@ impl Host for HostHandle {
     fn at_async_safe_point(&self) -> bool {
         runtime::at_async_safe_point()
     }
+
+    fn oversubscribed(&self) -> bool {
+        self.shared.served.oversubscribed()
+    }
+
+    fn give_way(&self, p: PId) {
+        // Only for the caller's own P: a strategy cannot make another P's M wait.
+        if let Some(mine) = self.shared.ps.get(p.index())
+            && current_p().is_some_and(|cur| std::ptr::eq(cur, mine))
+        {
+            self.shared.served.give_way(mine);
+        }
+    }
 }
 
 /// Per-barrier bookkeeping of the host: how often `f` ran for each P, and by whom.
 pub(crate) struct Tally {
     pub(crate) counts: Box<[AtomicU32]>,
+    /// The runtime's Ps, to record in each that this barrier served it.
+    ps: &'static [P],
+    /// The barrier's number (see `served.rs`).
+    barrier: u32,
     /// The requester's own P.
     pub(crate) own_p: Option<PId>,
     /// `f` ran on the P's own M, at its safe point.
@@ -146,9 +163,11 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub(crate) fn new(procs: usize, own_p: Option<PId>) -> Tally {
+    pub(crate) fn new(ps: &'static [P], barrier: u32, own_p: Option<PId>) -> Tally {
         Tally {
-            counts: (0..procs).map(|_| AtomicU32::new(0)).collect(),
+            counts: ps.iter().map(|_| AtomicU32::new(0)).collect(),
+            ps,
+            barrier,
             own_p,
             by_self: AtomicU32::new(0),
             by_requester: AtomicU32::new(0),
@@ -186,6 +205,9 @@ impl SafePointFn for CountedFn {
             return;
         };
         count.fetch_add(1, Ordering::AcqRel);
+        self.tally.ps[p.index()]
+            .served_in
+            .store(self.tally.barrier, Ordering::Relaxed);
         if self.tally.own_p != Some(p) {
             let by = if current_p().is_some_and(|cur| cur.id == p) {
                 &self.tally.by_self

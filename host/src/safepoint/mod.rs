@@ -6,6 +6,7 @@
 #![doc = include_str!("README.md")]
 
 mod host;
+mod served;
 mod timeout;
 
 use std::marker::PhantomData;
@@ -21,6 +22,8 @@ use crate::sys;
 
 pub(crate) use host::host_ref;
 use host::{Tally, counted_fn};
+pub(crate) use served::Gate;
+pub use served::{ServedPs, ServedPsStats};
 pub(crate) use timeout::{InFlight, SafepointConfig, check_timeout};
 pub use timeout::{LateP, OnTimeout, TIMEOUT_EXIT_STATUS, TimeoutReport};
 
@@ -35,10 +38,13 @@ pub(crate) struct ActiveStrategy {
 }
 
 /// The poll's slow path and every scheduler transition: if a strategy armed `p`, call its
-/// `on_poll`. The caller is `p`'s M, outside any non-preemptible region.
-pub(crate) fn serve(shared: &Shared, p: &P) {
+/// `on_poll`, and return true. The caller is `p`'s M, outside any non-preemptible region.
+///
+/// A caller that goes on running goroutines next calls [`give_way`] or
+/// [`give_way_on_goroutine`]; one that parks the P (idle, syscall) frees its CPU anyway.
+pub(crate) fn serve(shared: &Shared, p: &P) -> bool {
     if p.poll_word.0.load(std::sync::atomic::Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
-        return;
+        return false;
     }
     shared.with_strategy(|strategy| {
         if let Err(e) = strategy.object.on_poll(p.id).into_result() {
@@ -48,6 +54,23 @@ pub(crate) fn serve(shared: &Shared, p: &P) {
             );
         }
     });
+    true
+}
+
+/// The served-P policy (see `served.rs`), on `p`'s M in the scheduler, after [`serve`].
+pub(crate) fn give_way(shared: &Shared, p: &P) {
+    shared.served.give_way(p);
+}
+
+/// The served-P policy on `p`'s M at a goroutine's poll, after [`serve`]: a wait happens on
+/// the system stack with the goroutine in `Waiting(waiting for forEachP)`, so that a GC stack
+/// scan can proceed meanwhile.
+pub(crate) fn give_way_on_goroutine(shared: &Shared, p: &P) {
+    if shared.served.must_wait(p).is_some() {
+        waiting_on_system_stack(WaitReason::ForEachPServed, || shared.served.give_way(p));
+    } else {
+        shared.served.give_way(p);
+    }
 }
 
 /// Evidence that the holder owns worldsema (Go's `semacquire(&worldsema)`): at most one
@@ -226,12 +249,15 @@ where
 /// Runs the strategy's barrier and checks the contract.
 fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, BarrierError> {
     let strategy = shared.strategy();
-    let live: Vec<bool> = shared
-        .ps
-        .iter()
-        .map(|p| p.status.load() != PStatus::Dead)
-        .collect();
-    let tally = Arc::new(Tally::new(shared.ps.len(), current_p().map(|p| p.id)));
+    let statuses: Vec<PStatus> = shared.ps.iter().map(|p| p.status.load()).collect();
+    let live: Vec<bool> = statuses.iter().map(|s| *s != PStatus::Dead).collect();
+    let runnable = statuses.iter().filter(|s| **s == PStatus::Running).count();
+    let barrier = BarrierInFlight::begin(shared, runnable);
+    let tally = Arc::new(Tally::new(
+        shared.ps,
+        barrier.number,
+        current_p().map(|p| p.id),
+    ));
     let f = counted_fn(&tally, f);
     shared.set_in_flight(Some(InFlight::new(
         shared,
@@ -252,6 +278,8 @@ fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, Barr
     let start = Instant::now();
     let result = strategy.object.for_each_p_internal(f).into_result();
     let duration = start.elapsed();
+    // After the measured window: waking the served Ps is not part of reaching them.
+    drop(barrier);
     let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));
     shared.set_in_flight(None);
     let name = || strategy.name.clone();
@@ -296,4 +324,26 @@ fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, Barr
         by_themselves: load(&tally.by_self),
         by_requester: load(&tally.by_requester),
     })
+}
+
+/// The barrier in flight, as the served-P gate knows it; its end wakes the Ms that wait for
+/// it, on every path out of `run_barrier`.
+struct BarrierInFlight<'a> {
+    shared: &'a Shared,
+    number: u32,
+}
+
+impl<'a> BarrierInFlight<'a> {
+    fn begin(shared: &'a Shared, runnable: usize) -> BarrierInFlight<'a> {
+        BarrierInFlight {
+            shared,
+            number: shared.served.begin(runnable),
+        }
+    }
+}
+
+impl Drop for BarrierInFlight<'_> {
+    fn drop(&mut self) {
+        self.shared.served.end();
+    }
 }

@@ -1,19 +1,20 @@
 //! The polling safe-point strategy: arm every P's poll word, stop the parked ones, and spin
-//! (with bounded backoff) until the running ones have served themselves at their next
-//! `poll()`.
+//! until the running ones have served themselves at their next `poll()`; then, or at once
+//! when Ps outnumber CPUs, sleep until the last of them wakes the requester.
 //!
 #![doc = include_str!("../README.md")]
 // `export_root_module` generates an undocumented public static.
 #![allow(missing_docs)]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
     CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, SafePointFnArc,
     Strategy, catch_panic, parse_config,
 };
+use safepoint_kit::futex::Futex;
+use safepoint_kit::pending_count::{self, PendingCount};
 
 safepoint_abi::export_strategy! {
     name: "polling",
@@ -22,23 +23,21 @@ safepoint_abi::export_strategy! {
     new: Polling::new,
 }
 
-/// Spin rounds before the requester starts yielding its thread. Round `i` spins `2^i` times.
-const DEFAULT_SPIN_ROUNDS: u32 = 6;
-/// `sched_yield` rounds after spinning, before the requester sleeps.
-const YIELD_ROUNDS: u32 = 4;
-/// The first sleep; each further one doubles, up to 32 times this.
-const MIN_SLEEP_MICROS: u64 = 2;
+/// Spin rounds before the requester sleeps, when every P has a CPU. Round `i` spins `2^i`
+/// times: 10 rounds are about 1,000 pauses, 20-30 µs, which covers a P that polls every few
+/// hundred nanoseconds with room for a descheduled one to come back.
+const DEFAULT_SPIN_ROUNDS: u32 = 10;
 
 struct Polling {
     host: HostRef,
     /// Which Ps still wait for `f`, and `f`.
     pending: PendingPs,
-    /// Ps still to acknowledge; the requester waits for zero.
-    remaining: CachePadded<AtomicUsize>,
+    /// Ps still to acknowledge, and whether the requester sleeps: the futex word.
+    count: CachePadded<PendingCount<AtomicU32>>,
     spin_rounds: u32,
     barriers: AtomicU64,
-    requester_yields: AtomicU64,
     requester_sleeps: AtomicU64,
+    requester_wakes: AtomicU64,
 }
 
 impl Polling {
@@ -65,38 +64,29 @@ impl Polling {
         Ok(Polling {
             pending: PendingPs::new(host.procs()),
             host,
-            remaining: CachePadded(AtomicUsize::new(0)),
+            count: CachePadded(PendingCount::new()),
             spin_rounds,
             barriers: AtomicU64::new(0),
-            requester_yields: AtomicU64::new(0),
             requester_sleeps: AtomicU64::new(0),
+            requester_wakes: AtomicU64::new(0),
         })
     }
 
-    /// A P's acknowledgement, after its `f` ran and its poll word was disarmed.
-    fn acknowledge(&self) {
-        self.remaining.fetch_sub(1, Ordering::Release);
-    }
-
-    /// Spins, then yields, then sleeps in growing steps: when Ps outnumber cores, the late
-    /// P's M needs this CPU, and `sched_yield` alone does not hand it over under CFS.
+    /// Spins while every P has a CPU of its own, then sleeps until the last P wakes it. When
+    /// Ps outnumber CPUs it sleeps at once: a spinning requester keeps a CPU from the P it
+    /// waits for.
     fn wait_for_acks(&self) {
-        let mut round = 0u32;
-        while self.remaining.load(Ordering::Acquire) != 0 {
-            if round < self.spin_rounds {
-                for _ in 0..(1u32 << round) {
-                    std::hint::spin_loop();
-                }
-            } else if round < self.spin_rounds + YIELD_ROUNDS {
-                std::thread::yield_now();
-                self.requester_yields.fetch_add(1, Ordering::Relaxed);
-            } else {
-                let step = (round - self.spin_rounds - YIELD_ROUNDS).min(5);
-                std::thread::sleep(Duration::from_micros(MIN_SLEEP_MICROS << step));
-                self.requester_sleeps.fetch_add(1, Ordering::Relaxed);
-            }
-            round += 1;
+        let rounds = if self.host.oversubscribed() {
+            0
+        } else {
+            self.spin_rounds
+        };
+        if pending_count::spin_for_acks(&self.count, rounds) {
+            return;
         }
+        pending_count::wait_for_acks(&Futex, &self.count, None, |_| {
+            self.requester_sleeps.fetch_add(1, Ordering::Relaxed);
+        });
     }
 }
 
@@ -105,10 +95,11 @@ impl Strategy for Polling {
         catch_panic("for_each_p_internal", || {
             self.barriers.fetch_add(1, Ordering::Relaxed);
             let round = self.pending.begin(&self.host, &f);
-            self.remaining.store(round.others.len(), Ordering::Relaxed);
+            let others = u32::try_from(round.others.len()).expect("fewer than 2^31 Ps");
+            self.count.reset(others);
             // Arm every P, run f for our own, serve the parked ones.
             self.pending
-                .arm_and_serve_parked(&self.host, &round, &f, || self.acknowledge());
+                .arm_and_serve_parked(&self.host, &round, &f, || self.count.ack_by_requester());
             // Wait for the running Ps.
             self.wait_for_acks();
             self.pending.end();
@@ -118,13 +109,10 @@ impl Strategy for Polling {
 
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
-            if self.pending.serve_at_safe_point(&self.host, p) {
-                self.acknowledge();
-                if self.remaining.load(Ordering::Relaxed) != 0 {
-                    // Others are late: with more Ps than cores, they may be waiting for a
-                    // CPU that this thread would otherwise keep for its time slice.
-                    std::thread::yield_now();
-                }
+            if self.pending.serve_at_safe_point(&self.host, p)
+                && pending_count::acknowledge(&Futex, &self.count)
+            {
+                self.requester_wakes.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())
         })
@@ -133,8 +121,8 @@ impl Strategy for Polling {
     fn counters(&self) -> RVec<Counter> {
         RVec::from(vec![
             Counter::read("barriers", &self.barriers),
-            Counter::read("requester yields", &self.requester_yields),
             Counter::read("requester sleeps", &self.requester_sleeps),
+            Counter::read("requester wakes", &self.requester_wakes),
         ])
     }
 }

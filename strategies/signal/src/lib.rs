@@ -154,7 +154,7 @@ impl SignalStrategy {
     /// Spins `2^i` times in round `i`, checking for an event after each round.
     fn spin_for_event(&self, seen: u32) -> bool {
         let st = &*self.state;
-        for round in 0..st.spin_rounds {
+        for round in 0..st.spin_rounds() {
             for _ in 0..(1u32 << round) {
                 std::hint::spin_loop();
             }
@@ -253,12 +253,9 @@ impl Strategy for SignalStrategy {
                     st.counters.blocked.add();
                 }
                 st.counters.poll_stops.add();
+                // The host gives the CPU away after this returns, if others are late.
                 if st.acknowledge() {
                     st.wakeup.notify();
-                } else if st.oversubscribed {
-                    // Others are late, and may be waiting for the CPU this thread holds (a
-                    // signalled thread runs its handler only once scheduled).
-                    std::thread::yield_now();
                 }
             }
             Ok(())

@@ -94,13 +94,9 @@ pub(crate) struct State {
     /// loader and the unwinder, whose internal locks goroutine code may hold there.
     pub(crate) locking_code: Box<[Range<usize>]>,
     pub(crate) counters: Counters,
-    /// Spin rounds of the requester before it sleeps (round `i` spins `2^i` times).
-    pub(crate) spin_rounds: u32,
-    /// Pauses of a P stopped in its handler before it sleeps: as many as the requester's
-    /// rounds add up to.
-    pub(crate) handler_spins: u32,
-    /// Ps outnumber CPUs.
-    pub(crate) oversubscribed: bool,
+    /// Spin rounds of the requester before it sleeps (round `i` spins `2^i` times), when
+    /// the Ps fit the CPUs; none otherwise (see [`State::spin_rounds`]).
+    spin_rounds: u32,
 }
 
 impl State {
@@ -120,15 +116,25 @@ impl State {
         self.remaining.load(Ordering::Acquire)
     }
 
+    /// Spin rounds of the requester for the barrier in flight: the configured ones, or by
+    /// default none when the host says the runtime is oversubscribed (a waiter that spins
+    /// keeps a CPU from the thread it waits for). Async-signal-safe.
+    pub(crate) fn spin_rounds(&self) -> u32 {
+        match self.config.spin_rounds {
+            Some(rounds) => rounds,
+            None if self.host.oversubscribed() => SPIN_ROUNDS_OVERSUBSCRIBED,
+            None => self.spin_rounds,
+        }
+    }
+
+    /// Pauses of a P stopped in its handler before it sleeps: as many as the requester's
+    /// rounds add up to. Async-signal-safe.
+    pub(crate) fn handler_spins(&self) -> u32 {
+        (1u32 << self.spin_rounds()) - 1
+    }
+
     pub(crate) fn new(host: HostRef, config: Config, locking_code: Vec<Range<usize>>) -> State {
         let procs = host.procs() as usize;
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let oversubscribed = procs > cpus;
-        let spin_rounds = config.spin_rounds.unwrap_or(if oversubscribed {
-            SPIN_ROUNDS_OVERSUBSCRIBED
-        } else {
-            SPIN_ROUNDS_FITTING
-        });
         State {
             host,
             config,
@@ -140,9 +146,7 @@ impl State {
             wakeup: Wakeup::default(),
             locking_code: locking_code.into_boxed_slice(),
             counters: Counters::default(),
-            spin_rounds,
-            handler_spins: (1 << spin_rounds) - 1,
-            oversubscribed,
+            spin_rounds: SPIN_ROUNDS_FITTING,
         }
     }
 }

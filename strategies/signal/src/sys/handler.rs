@@ -33,9 +33,10 @@
 //!      ranges computed at construction);
 //!    - if so, **stops the P**: publishes it parked (an atomic store), wakes the requester (an
 //!      atomic increment and at most one `FUTEX_WAKE`), and waits until the requester has run
-//!      `f` on its behalf (a bounded spin, then `FUTEX_WAIT`); then, if Ps outnumber CPUs and
-//!      others are still late, gives its CPU away (`sched_yield`, so that a late P's thread
-//!      gets to run its handler);
+//!      `f` on its behalf (a bounded spin, then `FUTEX_WAIT`); then applies the host's
+//!      served-P policy (`Host::give_way`, async-signal-safe by contract: when Ps outnumber
+//!      CPUs it sleeps on the host's futex until the barrier ends, so that a late P's thread
+//!      gets this CPU to run its handler);
 //!    - if not, returns at once and leaves the P to its next poll: its poll word is armed.
 //! 5. **Forwards a signal that is not ours** (or that another process sent, even if one of
 //!    ours is in flight: standard signals coalesce) to the handler that was installed before
@@ -51,7 +52,7 @@
 //!
 //! Every call it makes is in POSIX's list of async-signal-safe functions (`sigaction`,
 //! `pthread_sigmask`, `write`, `abort`), or a bare Linux syscall that touches no library
-//! state (`gettid`, `tgkill`, `futex`, `sched_yield`: see [`super`]).
+//! state (`gettid`, `tgkill`, `futex`: see [`super`]).
 //!
 //! It allocates nothing, takes no lock (the `Mutex` below guards installation only and is
 //! never touched here), reads no thread-local of this library (a `dlopen`ed library's TLS
@@ -398,12 +399,11 @@ fn stop_if_safe(state: &State, context: *const c_void) {
     };
     word.0.park();
     state.wakeup.notify();
-    word.0.wait_released(state.handler_spins);
-    if state.oversubscribed && state.remaining() != 0 {
-        // Other Ps are late and may be waiting for this CPU: a signalled thread runs its
-        // handler only once scheduled.
-        super::sched_yield();
-    }
+    word.0.wait_released(state.handler_spins());
+    // Other Ps may be late and waiting for this CPU (a signalled thread runs its handler
+    // only once scheduled): the host's served-P policy decides whether to wait here until
+    // the barrier ends.
+    state.host.give_way(p);
 }
 
 /// Step 5: hands the signal to the disposition saved when ours was installed.

@@ -53,12 +53,6 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     }
 }
 
-/// Gives the CPU to another runnable thread, if any. Async-signal-safe: a bare syscall.
-pub(crate) fn sched_yield() {
-    // SAFETY: sched_yield takes no arguments and touches no memory of ours.
-    unsafe { libc::syscall(libc::SYS_sched_yield) };
-}
-
 /// The calling thread's kernel id. Async-signal-safe: a bare syscall.
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions and cannot fail.
