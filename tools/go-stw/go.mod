@@ -1,0 +1,2 @@
+module gostw
+go 1.23
