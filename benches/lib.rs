@@ -9,7 +9,7 @@ use criterion::{BenchmarkGroup, Criterion};
 use safepoint_host::floor::Floor;
 use safepoint_host::plugin::{self, Plugin, SearchPath};
 use safepoint_host::runtime::{Runtime, WaitReason};
-use safepoint_host::safepoint::{acquire_world, for_each_p};
+use safepoint_host::safepoint::{ServedPs, acquire_world, for_each_p};
 use safepoint_host::workload::{Mutators, Workload};
 
 /// Every shipped strategy that is built.
@@ -51,9 +51,21 @@ pub struct Rig {
 impl Rig {
     /// Starts the runtime with `plugin` and the mutators of `workload`.
     pub fn start(plugin: &Plugin, config: &str, procs: usize, workload: Workload) -> Rig {
+        Rig::with_served_ps(plugin, config, procs, workload, ServedPs::default())
+    }
+
+    /// [`Rig::start`], with the served-P policy `served_ps`.
+    pub fn with_served_ps(
+        plugin: &Plugin,
+        config: &str,
+        procs: usize,
+        workload: Workload,
+        served_ps: ServedPs,
+    ) -> Rig {
         let rt = Runtime::builder()
             .procs(procs)
             .measure_requester_cpu(false)
+            .served_ps(served_ps)
             .build(plugin, config)
             .expect("start the runtime");
         let mutators = Some(Mutators::start(&rt, workload));
