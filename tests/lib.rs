@@ -10,7 +10,7 @@ use safepoint_host::plugin::{self, Plugin, SearchPath};
 use safepoint_host::runtime::{self, Runtime, WaitGroup, WaitReason};
 use safepoint_host::safepoint::OnTimeout;
 use safepoint_host::safepoint::{acquire_world, for_each_p};
-use safepoint_host::workload::work;
+use safepoint_host::workloads::work;
 
 /// The P counts every concurrency test runs at: below, at and above the core count.
 pub const P_COUNTS: [usize; 4] = [1, 2, 4, 8];

@@ -10,7 +10,7 @@
 
 use criterion::Criterion;
 use safepoint_benches::{Rig, bench_floors, shipped_strategies};
-use safepoint_host::workload::Workload;
+use safepoint_host::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("for_each_p");

@@ -200,7 +200,8 @@ fn errors_exit_with_status_1_and_say_what_to_do() {
     );
     assert_fails(
         &safepoint(&["run", "--strategy", "polling", "--workload", "bogus"]),
-        "unknown workload `bogus`",
+        "invalid value 'bogus' for '--workload <WORKLOAD>'\n  [possible values: poll, idle, \
+         syscall, mixed, nopoll, alloc, server, compute]",
     );
     assert_fails(
         &safepoint(&["run", "--strategy", "polling", "--procs", "0"]),

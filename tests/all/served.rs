@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, Runtime, WaitGroup};
 use safepoint_host::safepoint::{OnTimeout, ServedPs, ServedPsStats};
-use safepoint_host::workload::{self, Rotation, RunOptions, Workload, work};
+use safepoint_host::workloads::{self, Rotation, RunOptions, Workload, work};
 use safepoint_tests::{
     SHIPPED, WATCHDOG, checked_barriers, on_one_cpu, per_p, shipped, sole_owner,
 };
@@ -190,16 +190,14 @@ fn swaps_gc_and_shutdown_work_while_ms_wait() {
             .collect();
         let rt = runtime(&strategies[0].0, ServedPs::Auto);
         let options = RunOptions {
-            workload: Workload::Mixed,
-            barriers: BARRIERS,
-            duration: None,
             gc: true,
             rotation: Some(Rotation {
                 strategies,
                 every: Duration::from_millis(2),
             }),
+            ..RunOptions::new(Workload::Mixed, BARRIERS)
         };
-        let summary = workload::run(&rt, &options).unwrap_or_else(|e| panic!("run: {e}"));
+        let summary = workloads::run(&rt, &options).unwrap_or_else(|e| panic!("run: {e}"));
         let gc = summary.gc.as_ref().expect("GC ran");
         let swaps = summary.swaps.as_ref().expect("swaps ran");
         assert!(gc.cycles > 0 && swaps.swaps > 0, "{summary}");
