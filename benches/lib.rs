@@ -10,7 +10,7 @@ use safepoint_host::floor::Floor;
 use safepoint_host::plugin::{self, Plugin, SearchPath};
 use safepoint_host::runtime::{Runtime, WaitReason};
 use safepoint_host::safepoint::{ServedPs, acquire_world, for_each_p};
-use safepoint_host::workload::{Mutators, Workload};
+use safepoint_host::workloads::{Mutators, Workload};
 
 /// Every shipped strategy that is built.
 pub fn shipped_strategies() -> Vec<Plugin> {

@@ -10,7 +10,7 @@ use safepoint_host::plugin::{self, Plugin, SearchPath};
 use safepoint_host::runtime::{self, Runtime, WaitGroup, WaitReason};
 use safepoint_host::safepoint::OnTimeout;
 use safepoint_host::safepoint::{acquire_world, for_each_p};
-use safepoint_host::workload::work;
+use safepoint_host::workloads::{self, RunOptions, RunSummary, work};
 
 /// The P counts every concurrency test runs at: below, at and above the core count.
 pub const P_COUNTS: [usize; 4] = [1, 2, 4, 8];
@@ -66,21 +66,71 @@ pub fn block_on_bounded<R: Send + 'static>(
     rt: &Arc<Runtime>,
     f: impl FnOnce() -> R + Send + 'static,
 ) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
     let rt2 = Arc::clone(rt);
+    within(rt, WATCHDOG, "the test", move || rt2.block_on(f))
+        .unwrap_or_else(|hung| panic!("{hung}"))
+}
+
+/// `workloads::run(rt, options)`, failing the test with the run's error, or with the
+/// watchdog's message if it has not returned after [`WATCHDOG`].
+pub fn run_bounded(rt: &Arc<Runtime>, options: &RunOptions) -> RunSummary {
+    run_within(rt, options, WATCHDOG).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `workloads::run(rt, options)`, ended by a watchdog after `limit`: the error is the run's,
+/// or the watchdog's message naming the workload, the strategy and the Ps, with the last
+/// safepoint-timeout report and a goroutine dump.
+pub fn run_within(
+    rt: &Arc<Runtime>,
+    options: &RunOptions,
+    limit: Duration,
+) -> Result<RunSummary, String> {
+    let what = format!(
+        "workload {} (strategy {}, {} Ps)",
+        options.workload,
+        rt.strategy_name(),
+        rt.procs()
+    );
+    let (rt2, options) = (Arc::clone(rt), options.clone());
+    within(rt, limit, &what, move || workloads::run(&rt2, &options))?
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// Runs `f` on a thread of its own and returns its result, or, if it has not returned after
+/// `limit`, the watchdog's message: `what` did not finish, the last safepoint-timeout report
+/// of `rt`, and its goroutine dump. A panic in `f` resumes on the caller.
+pub fn within<R: Send + 'static>(
+    rt: &Runtime,
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt2.block_on(f)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = tx.send(result);
     });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(Ok(r)) => r,
+    match rx.recv_timeout(limit) {
+        Ok(Ok(r)) => Ok(r),
         Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!(
-            "watchdog: the test did not finish in {WATCHDOG:?}\nlast safepoint timeout report:\n{}\ngoroutines:\n{}",
+        Err(_) => Err(format!(
+            "watchdog: {what} did not finish in {limit:?}\nlast safepoint timeout report:\n{}\ngoroutines:\n{}",
             rt.last_timeout_report()
                 .map_or("none".to_owned(), |r| r.to_string()),
             rt.goroutine_dump()
-        ),
+        )),
+    }
+}
+
+/// Polls `done` until it holds, failing the test after the watchdog's time.
+pub fn await_condition(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchdog: waited {WATCHDOG:?} for {what}"
+        );
+        std::thread::yield_now();
     }
 }
 

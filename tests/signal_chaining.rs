@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use safepoint_host::workload::work;
+use safepoint_host::workloads::work;
 use safepoint_tests::{
     Loops, P_COUNTS, block_on_bounded, counter, polling, runtime, shipped, sole_owner,
 };

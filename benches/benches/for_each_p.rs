@@ -1,6 +1,7 @@
-//! Barrier latency of every shipped strategy, at 1, 2, 4, 8 and 16 Ps, under each workload
-//! (`nopoll` only for strategies that reach Ps that never poll), next to the floor of each
-//! mechanism measured in the same run.
+//! Barrier latency of every shipped strategy, at 1, 2, 4, 8 and 16 Ps, under each synthetic
+//! workload (`nopoll` only for strategies that reach Ps that never poll), next to the floor of
+//! each mechanism measured in the same run. The realistic workloads (`alloc`, `server`,
+//! `compute`) have phases of their own: `safepoint compare` measures them.
 //!
 //! Guards against regressions in the barrier's path: the host's wrapper, the strategy's
 //! arm/serve/acknowledge protocol, and how the requester waits when Ps outnumber cores.
@@ -10,13 +11,13 @@
 
 use criterion::Criterion;
 use safepoint_benches::{Rig, bench_floors, shipped_strategies};
-use safepoint_host::workload::Workload;
+use safepoint_host::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("for_each_p");
     bench_floors(&mut group);
     for plugin in shipped_strategies() {
-        for workload in Workload::ALL {
+        for workload in Workload::SYNTHETIC {
             if !plugin.capabilities().contains(workload.needs()) {
                 continue;
             }

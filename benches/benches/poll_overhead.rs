@@ -12,7 +12,7 @@ use std::time::Instant;
 use criterion::Criterion;
 use safepoint_benches::shipped_strategies;
 use safepoint_host::runtime::{self, Runtime};
-use safepoint_host::workload::work;
+use safepoint_host::workloads::work;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("poll_overhead");

@@ -11,7 +11,7 @@
 use criterion::Criterion;
 use safepoint_benches::{Rig, bench_floors, shipped_strategies};
 use safepoint_host::safepoint::ServedPs;
-use safepoint_host::workload::Workload;
+use safepoint_host::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("served_ps");

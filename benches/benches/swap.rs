@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use safepoint_benches::{Rig, shipped_strategies};
-use safepoint_host::workload::Workload;
+use safepoint_host::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("swap");

@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use safepoint_abi::Capabilities;
 
 use crate::sys::{self, futex, signal};
-use crate::workload::latency_histogram;
+use crate::workloads::latency_histogram;
 
 /// A mechanism's raw primitive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

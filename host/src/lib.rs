@@ -6,7 +6,7 @@
 //! - [`safepoint`]: the safe [`safepoint::for_each_p`] wrapper that owns the goroutine-status
 //!   transition of Go change 533455, worldsema, the exactly-once check, and the timeout.
 //! - [`plugin`]: finding, probing and loading strategy plugins.
-//! - [`workload`]: the workloads that `safepoint run` drives barriers against.
+//! - [`workloads`]: the workloads that `safepoint run` and `compare` drive barriers against.
 //!
 //! A strategy (polling, signal, futex, or your own) implements only the mechanism,
 //! `for_each_p_internal`, through the ABI of the `safepoint-abi` crate.
@@ -21,6 +21,6 @@ pub mod runtime;
 pub mod safepoint;
 #[allow(unsafe_code)]
 mod sys;
-pub mod workload;
+pub mod workloads;
 
 pub use safepoint_abi::{Capabilities, PId, PStatus};

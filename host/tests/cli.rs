@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use safepoint_host::workloads::Workload;
+
 fn safepoint(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_safepoint"))
         .args(args)
@@ -200,7 +202,8 @@ fn errors_exit_with_status_1_and_say_what_to_do() {
     );
     assert_fails(
         &safepoint(&["run", "--strategy", "polling", "--workload", "bogus"]),
-        "unknown workload `bogus`",
+        "invalid value 'bogus' for '--workload <WORKLOAD>'\n  [possible values: poll, idle, \
+         syscall, mixed, nopoll, alloc, server, compute]",
     );
     assert_fails(
         &safepoint(&["run", "--strategy", "polling", "--procs", "0"]),
@@ -371,6 +374,175 @@ fn gc_with_nopoll_is_refused_up_front() {
 }
 
 #[test]
+fn gc_beside_a_realistic_workload_is_refused_up_front() {
+    for (workload, reason) in [
+        ("alloc", "alloc runs its own GC"),
+        ("server", "its quiet phase measures it without barriers"),
+        ("compute", "its quiet phase measures it without barriers"),
+    ] {
+        assert_fails(
+            &safepoint(&[
+                "run",
+                "--strategy",
+                "polling",
+                "--gc",
+                "--workload",
+                workload,
+            ]),
+            &format!("--gc cannot run with workload {workload}: {reason}"),
+        );
+    }
+}
+
+/// `--help` lists every workload of the enum, each with its description.
+#[test]
+fn help_lists_every_workload_with_its_description() {
+    for command in ["run", "compare"] {
+        let out = safepoint(&[command, "--help"]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for workload in Workload::ALL {
+            let line = format!("- {}:", workload.name());
+            let entry = stdout
+                .lines()
+                .find(|l| l.trim_start().starts_with(&line))
+                .unwrap_or_else(|| panic!("{command} --help lacks {workload}:\n{stdout}"));
+            assert!(entry.ends_with(workload.description()), "{entry}");
+        }
+    }
+}
+
+#[test]
+fn run_reports_what_each_realistic_workload_measured() {
+    for (workload, params, lines) in [
+        (
+            "alloc",
+            &["--tree-depth", "6"][..],
+            &[
+                "alloc            binary-trees of depth 6 on 2 goroutine(s): ",
+                "allocation rate  ",
+                "GC               21 cycles paced by allocation, ",
+                "[GC mark termination]",
+                "[flushing proc caches]",
+            ][..],
+        ),
+        (
+            "server",
+            &["--connections", "500"][..],
+            &[
+                "server           500 connection goroutines, 6 clients: ",
+                "latency with barriers      p50 ",
+                "latency without barriers   p50 ",
+                "shutdown         506 goroutines ended, 12 sockets closed",
+            ][..],
+        ),
+        (
+            "compute",
+            &["--strip-every", "4096"][..],
+            &[
+                "compute          64x64 matrix multiply on 2 goroutine(s): ",
+                "(strip-mined every 4096)",
+                "poll overhead    every iteration +",
+            ][..],
+        ),
+    ] {
+        let mut args = vec![
+            "run",
+            "--strategy",
+            "futex",
+            "--procs",
+            "3",
+            "--workload",
+            workload,
+            "--barriers",
+            "40",
+        ];
+        args.extend(params);
+        let out = safepoint(&args);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{workload}: {}\n{stdout}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!(
+                "strategy futex, 3 Ps, workload {workload}: 40 barriers completed"
+            )),
+            "{stdout}"
+        );
+        assert_summary_has(&stdout, lines);
+    }
+}
+
+#[test]
+fn compare_writes_each_realistic_workloads_metric_beside_the_barrier_times() {
+    let Compared {
+        stdout,
+        json: value,
+        csv,
+        ..
+    } = compare_quick(&[
+        "--procs",
+        "2",
+        "--workloads",
+        "alloc,server,compute",
+        "--barriers",
+        "20",
+        "--duration",
+        "50ms",
+        "--tree-depth",
+        "6",
+        "--connections",
+        "500",
+    ]);
+    let rows = value["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), STRATEGIES.len() * 3, "{rows:#?}");
+    let mut lines = csv.lines().filter(|l| !l.starts_with('#'));
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let cells: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(cells.len(), rows.len());
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name}: {header:?}"))
+    };
+    for (row, cells) in rows.iter().zip(&cells) {
+        assert_eq!(cells.len(), header.len(), "{cells:?}");
+        assert_eq!(row["status"], "measured", "{row}");
+        let metric = &row["metric"];
+        let workload = row["workload"].as_str().expect("workload");
+        assert_eq!(metric["kind"], workload, "{row}");
+        let keys: &[&str] = match workload {
+            "alloc" => &["alloc_mb_per_s", "gc_cycles"],
+            "server" => &[
+                "latency_p50_ns",
+                "latency_p99_ns",
+                "quiet_latency_p50_ns",
+                "quiet_latency_p99_ns",
+            ],
+            _ => &["poll_every_overhead_pct", "poll_strip_overhead_pct"],
+        };
+        for key in keys {
+            assert!(metric[key].is_number(), "{key}: {row}");
+            let cell: f64 = cells[column(key)].parse().expect("a number");
+            let field = metric[key].as_f64().expect("a number");
+            assert!(
+                (cell - field).abs() <= 5e-4 * field.abs().max(1.0),
+                "{key}: {cells:?}"
+            );
+        }
+    }
+    for metric in ["GC cycles", "request p50", "polls every iteration"] {
+        assert!(
+            stdout.contains(metric),
+            "the table lacks `{metric}`:\n{stdout}"
+        );
+    }
+}
+
+#[test]
 fn the_deadlock_demo_needs_two_ps() {
     assert_fails(
         &safepoint(&["demo", "deadlock", "--strategy", "polling", "--procs", "1"]),
@@ -426,32 +598,49 @@ fn swap_every_needs_strategies() {
     );
 }
 
-#[test]
-fn compare_quick_writes_every_row_and_the_floors() {
+/// What `safepoint compare --quick --strategies ALL ARGS...` printed and wrote.
+struct Compared {
+    stdout: String,
+    json: serde_json::Value,
+    csv: String,
+    svg: String,
+}
+
+/// Runs `compare --quick` over every shipped strategy with `args`, writing JSON, CSV and SVG.
+fn compare_quick(args: &[&str]) -> Compared {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (json, csv, svg) = (
-        dir.path().join("c.json"),
-        dir.path().join("c.csv"),
-        dir.path().join("c.svg"),
-    );
-    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
-    let out = safepoint(&[
-        "compare",
-        "--quick",
-        "--strategies",
-        &STRATEGIES.join(","),
-        "--json",
-        &path(&json),
-        "--csv",
-        &path(&csv),
-        "--svg",
-        &path(&svg),
-    ]);
+    let file = |name: &str| {
+        dir.path()
+            .join(name)
+            .to_str()
+            .expect("utf-8 path")
+            .to_owned()
+    };
+    let (json, csv, svg) = (file("c.json"), file("c.csv"), file("c.svg"));
+    let strategies = STRATEGIES.join(",");
+    let mut all = vec!["compare", "--quick", "--strategies", &strategies];
+    all.extend(args);
+    all.extend(["--json", &json, "--csv", &csv, "--svg", &svg]);
+    let out = safepoint(&all);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
-            .expect("valid JSON");
+    let read = |path: &str| std::fs::read_to_string(path).expect("compare wrote its file");
+    Compared {
+        stdout,
+        json: serde_json::from_str(&read(&json)).expect("valid JSON"),
+        csv: read(&csv),
+        svg: read(&svg),
+    }
+}
+
+#[test]
+fn compare_quick_writes_every_row_and_the_floors() {
+    let Compared {
+        stdout,
+        json: value,
+        csv,
+        svg,
+    } = compare_quick(&[]);
     let machine = &value["machine"];
     assert!(
         machine["cores"].as_u64().is_some_and(|c| c >= 1),
@@ -515,13 +704,11 @@ fn compare_quick_writes_every_row_and_the_floors() {
             }
         }
     }
-    let csv = std::fs::read_to_string(&csv).expect("csv written");
     assert_eq!(
         csv.lines().filter(|l| !l.starts_with('#')).count(),
         1 + rows.len(),
         "{csv}"
     );
-    let svg = std::fs::read_to_string(&svg).expect("svg written");
     assert!(
         svg.starts_with("<svg") && svg.contains("floor: cache-line round trip"),
         "an SVG with the floors"

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, GStatus, WaitReason};
 use safepoint_host::safepoint::{self, acquire_world, for_each_p};
-use safepoint_host::workload::work;
+use safepoint_host::workloads::work;
 use safepoint_tests::{
     Kind, Mutators, P_COUNTS, block_on_bounded, checked_barriers, mixed_kinds, per_p, runtime,
 };

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use safepoint_host::gc::{DeadlockMode, Gc, demo_deadlock};
 use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, Runtime, WaitGroup};
-use safepoint_host::workload::work;
+use safepoint_host::workloads::work;
 use safepoint_tests::{Kind, Mutators, block_on_bounded, runtime};
 
 const CYCLES: u64 = 1000;

@@ -10,3 +10,4 @@ mod signal;
 mod stress;
 mod swap;
 mod timeout;
+mod workloads;

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, Runtime, WaitGroup};
 use safepoint_host::safepoint::{OnTimeout, ServedPs, ServedPsStats};
-use safepoint_host::workload::{self, Rotation, RunOptions, Workload, work};
+use safepoint_host::workloads::{self, Rotation, RunOptions, Workload, work};
 use safepoint_tests::{
-    SHIPPED, WATCHDOG, checked_barriers, on_one_cpu, per_p, shipped, sole_owner,
+    SHIPPED, WATCHDOG, await_condition, checked_barriers, on_one_cpu, per_p, shipped, sole_owner,
 };
 
 const PROCS: usize = 8;
@@ -79,18 +79,6 @@ fn pinned_run(plugin: &Plugin, policy: ServedPs, polls: bool) -> Outcome {
             by_themselves,
         }
     })
-}
-
-/// Polls `done` until it holds, failing the test after the watchdog's time.
-fn await_condition(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WATCHDOG;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "watchdog: waited {WATCHDOG:?} for {what}"
-        );
-        std::thread::yield_now();
-    }
 }
 
 /// Oversubscribed, the default policy makes served Ps wait for the barrier's end, for every
@@ -190,16 +178,14 @@ fn swaps_gc_and_shutdown_work_while_ms_wait() {
             .collect();
         let rt = runtime(&strategies[0].0, ServedPs::Auto);
         let options = RunOptions {
-            workload: Workload::Mixed,
-            barriers: BARRIERS,
-            duration: None,
             gc: true,
             rotation: Some(Rotation {
                 strategies,
                 every: Duration::from_millis(2),
             }),
+            ..RunOptions::new(Workload::Mixed, BARRIERS)
         };
-        let summary = workload::run(&rt, &options).unwrap_or_else(|e| panic!("run: {e}"));
+        let summary = workloads::run(&rt, &options).unwrap_or_else(|e| panic!("run: {e}"));
         let gc = summary.gc.as_ref().expect("GC ran");
         let swaps = summary.swaps.as_ref().expect("swaps ran");
         assert!(gc.cycles > 0 && swaps.swaps > 0, "{summary}");

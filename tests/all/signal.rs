@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, Runtime};
-use safepoint_host::workload::work;
+use safepoint_host::workloads::work;
 use safepoint_tests::{Loops, P_COUNTS, counter, per_p, runtime, shipped, sole_owner};
 
 const BARRIERS: u64 = 1000;

@@ -7,7 +7,7 @@ use safepoint_abi::{ErrorKind, MId};
 use safepoint_host::plugin::{self, LoadError, SwapError};
 use safepoint_host::runtime::{Runtime, WaitReason};
 use safepoint_host::safepoint::{BarrierError, OnTimeout, acquire_world, for_each_p};
-use safepoint_host::workload::{self, Rotation, RunOptions, Workload};
+use safepoint_host::workloads::{self, Rotation, RunOptions, Workload};
 use safepoint_tests::{
     SHIPPED, block_on_bounded, misbehave, plugin_file, polling, runtime, shipped,
 };
@@ -35,16 +35,14 @@ fn strategies_rotate_every_millisecond_under_gc_and_barriers() {
         .build(&strategies[0].0, "")
         .expect("runtime");
     let options = RunOptions {
-        workload: Workload::Mixed,
-        barriers: 3000,
-        duration: None,
         gc: true,
         rotation: Some(Rotation {
             strategies: strategies.clone(),
             every: Duration::from_millis(1),
         }),
+        ..RunOptions::new(Workload::Mixed, 3000)
     };
-    let summary = workload::run(&rt, &options).unwrap_or_else(|e| panic!("{e}"));
+    let summary = workloads::run(&rt, &options).unwrap_or_else(|e| panic!("{e}"));
     let swaps = summary.swaps.expect("rotation reports swaps");
     assert!(
         swaps.swaps >= strategies.len() as u64,

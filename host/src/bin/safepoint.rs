@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use safepoint_host::compare::{self, CompareOptions};
@@ -11,7 +12,7 @@ use safepoint_host::gc::{self, DeadlockMode};
 use safepoint_host::plugin::{self, LoadError, Plugin, SearchPath};
 use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::{OnTimeout, ServedPs};
-use safepoint_host::workload::{self, Rotation, RunOptions, Workload};
+use safepoint_host::workloads::{self, Rotation, RunOptions, Workload, WorkloadParams};
 
 /// Load safe-point strategy plugins and run Go-style ragged barriers with them.
 #[derive(Parser, Debug)]
@@ -113,7 +114,7 @@ struct CompareArgs {
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1024))]
     procs: Vec<u32>,
     /// Workloads [default: all; --quick: poll,mixed,nopoll].
-    #[arg(long, value_delimiter = ',', value_parser = parse_workload)]
+    #[arg(long, value_delimiter = ',', value_parser = workload_parser())]
     workloads: Vec<Workload>,
     /// Barriers per row, at most [default: 5000; --quick: 500].
     #[arg(long)]
@@ -124,6 +125,8 @@ struct CompareArgs {
     /// A smaller matrix: about ten seconds instead of about a minute.
     #[arg(long)]
     quick: bool,
+    #[command(flatten)]
+    params: WorkloadArgs,
     #[command(flatten)]
     served: ServedPsArgs,
     /// Also write the results as JSON.
@@ -163,15 +166,18 @@ struct RunArgs {
     /// Number of Ps (GOMAXPROCS).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     procs: u32,
-    /// What the mutator goroutines do: poll, idle, syscall or mixed.
-    #[arg(long, default_value = "poll", value_parser = parse_workload)]
+    /// What the mutator goroutines do.
+    #[arg(long, default_value = "poll", value_parser = workload_parser())]
     workload: Workload,
-    /// Number of barriers to perform.
+    /// Number of barriers to perform (alloc: GC barriers, two per cycle).
     #[arg(long, default_value_t = 1000)]
     barriers: u64,
-    /// Run GC cycles (mark, gc_mark_done, gc_mark_termination) back to back meanwhile.
+    /// Run GC cycles (mark, gc_mark_done, gc_mark_termination) back to back meanwhile
+    /// (synthetic workloads but nopoll).
     #[arg(long)]
     gc: bool,
+    #[command(flatten)]
+    params: WorkloadArgs,
     #[command(flatten)]
     timeout: TimeoutArgs,
     #[command(flatten)]
@@ -188,8 +194,42 @@ enum TimeoutAction {
     Abort,
 }
 
-fn parse_workload(s: &str) -> Result<Workload, String> {
-    s.parse()
+/// The knobs of the realistic workloads.
+#[derive(Args, Debug)]
+struct WorkloadArgs {
+    /// alloc: the depth of the long-lived binary tree (the short-lived ones go from 4 up).
+    #[arg(long, default_value_t = WorkloadParams::default().tree_depth,
+          value_parser = clap::value_parser!(u32).range(4..=20))]
+    tree_depth: u32,
+    /// server: connection goroutines, one per connection.
+    #[arg(long, default_value_t = WorkloadParams::default().connections as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    connections: u64,
+    /// compute: multiply-adds between two polls of the strip-mined kernel.
+    #[arg(long, default_value_t = WorkloadParams::default().strip_every as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    strip_every: u64,
+}
+
+impl WorkloadArgs {
+    fn params(&self) -> WorkloadParams {
+        WorkloadParams {
+            tree_depth: self.tree_depth,
+            connections: self.connections as usize,
+            strip_every: self.strip_every as usize,
+        }
+    }
+}
+
+/// `--workload`'s values, each with its description, listed from [`Workload::ALL`].
+fn workload_parser() -> impl TypedValueParser<Value = Workload> {
+    PossibleValuesParser::new(
+        Workload::ALL.map(|w| PossibleValue::new(w.name()).help(w.description())),
+    )
+    .map(|name| {
+        name.parse::<Workload>()
+            .expect("every listed name is a workload")
+    })
 }
 
 fn parse_served_ps(s: &str) -> Result<ServedPs, String> {
@@ -286,6 +326,7 @@ fn compare(args: &CompareArgs) -> CliResult {
     options.barriers = args.barriers.unwrap_or(options.barriers);
     options.duration = args.duration.unwrap_or(options.duration);
     options.served_ps = args.served.served_ps;
+    options.params = args.params.params();
     let progress =
         ProgressBar::with_draw_target(Some(options.steps()), ProgressDrawTarget::stderr());
     progress.set_style(
@@ -401,13 +442,12 @@ fn run(args: &RunArgs) -> CliResult {
         .expect("clap requires --strategy or --strategies");
     let rt = start_runtime(first, &args.path, args.procs, timeout, &args.served)?;
     let options = RunOptions {
-        workload: args.workload,
-        barriers: args.barriers,
-        duration: None,
         gc: args.gc,
         rotation,
+        params: args.params.params(),
+        ..RunOptions::new(args.workload, args.barriers)
     };
-    let summary = workload::run(&rt, &options)?;
+    let summary = workloads::run(&rt, &options)?;
     rt.shutdown();
     print!("{summary}");
     Ok(())

@@ -5,8 +5,10 @@
 //! without barriers. Then each strategy runs the same workload with barriers back to back
 //! for the same time (or until its barrier count), and the row reports its barrier times,
 //! their ratio to the floor, the requester's CPU per barrier, how much the mutators slowed
-//! down, and the signals and EINTRs it caused. A strategy that cannot run a workload gets a
-//! row saying why instead.
+//! down, and the signals and EINTRs it caused, and, for the realistic workloads, what the
+//! workload measured of itself (allocation rate and GC cycles, request latency with and
+//! without barriers, poll overhead). A strategy that cannot run a workload gets a row saying
+//! why instead.
 
 mod machine;
 mod svg;
@@ -20,7 +22,9 @@ use crate::floor::Floor;
 use crate::plugin::{LoadError, Plugin};
 use crate::runtime::Runtime;
 use crate::safepoint::ServedPs;
-use crate::workload::{self, RunError, RunOptions, RunSummary, Workload};
+use crate::workloads::{
+    self, RunError, RunOptions, RunSummary, Workload, WorkloadMetric, WorkloadParams,
+};
 
 pub use machine::Machine;
 pub use svg::write_svg;
@@ -42,6 +46,8 @@ pub struct CompareOptions {
     pub floor_samples: u64,
     /// What a served P does while its barrier is still in flight.
     pub served_ps: ServedPs,
+    /// The knobs of the realistic workloads.
+    pub params: WorkloadParams,
 }
 
 impl CompareOptions {
@@ -55,6 +61,7 @@ impl CompareOptions {
             duration: Duration::from_millis(500),
             floor_samples: 5000,
             served_ps: ServedPs::default(),
+            params: WorkloadParams::default(),
         }
     }
 
@@ -130,7 +137,162 @@ pub struct Measurement {
     pub eintrs: u64,
     /// Served Ps whose M waited for the barrier to end, per barrier (the served-P policy).
     pub served_waits_per_barrier: f64,
+    /// What a realistic workload measured of itself.
+    pub metric: Option<WorkloadFigures>,
 }
+
+/// What a realistic workload measured of itself, beside the barrier times.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkloadFigures {
+    /// `alloc`: the allocation rate and the GC cycles (whose barriers the row times).
+    Alloc {
+        /// Megabytes allocated per second.
+        alloc_mb_per_s: f64,
+        /// Objects allocated per second.
+        allocs_per_s: f64,
+        /// GC cycles, paced by allocation.
+        gc_cycles: u64,
+    },
+    /// `server`: request latency with barriers back to back and without any.
+    Server {
+        /// Requests answered in the main phase.
+        requests: u64,
+        /// Median latency with barriers, nanoseconds.
+        latency_p50_ns: u64,
+        /// 99th percentile with barriers, nanoseconds.
+        latency_p99_ns: u64,
+        /// Median latency without barriers (the quiet phase), nanoseconds.
+        quiet_latency_p50_ns: Option<u64>,
+        /// 99th percentile without barriers, nanoseconds.
+        quiet_latency_p99_ns: Option<u64>,
+    },
+    /// `compute`: the kernel's throughput without polls and the overhead of its polls,
+    /// measured without barriers.
+    Compute {
+        /// Multiply-adds between two polls of the strip-mined build.
+        strip_every: usize,
+        /// The build without polls, millions of multiply-adds per second.
+        kernel_mops: Option<f64>,
+        /// Polling every iteration: time per multiply-add over the build without polls, %.
+        poll_every_overhead_pct: Option<f64>,
+        /// Strip-mined polls, the same, %.
+        poll_strip_overhead_pct: Option<f64>,
+    },
+}
+
+impl WorkloadFigures {
+    fn of(metric: &WorkloadMetric, summary: &RunSummary) -> WorkloadFigures {
+        match metric {
+            WorkloadMetric::Alloc(alloc) => WorkloadFigures::Alloc {
+                alloc_mb_per_s: alloc.bytes_per_sec() / 1e6,
+                allocs_per_s: alloc.allocs_per_sec(),
+                gc_cycles: summary.gc.as_ref().map_or(0, |gc| gc.cycles),
+            },
+            WorkloadMetric::Server(server) => WorkloadFigures::Server {
+                requests: server.latency.len(),
+                latency_p50_ns: server.latency.value_at_quantile(0.5),
+                latency_p99_ns: server.latency.value_at_quantile(0.99),
+                quiet_latency_p50_ns: server
+                    .quiet_latency
+                    .as_ref()
+                    .map(|h| h.value_at_quantile(0.5)),
+                quiet_latency_p99_ns: server
+                    .quiet_latency
+                    .as_ref()
+                    .map(|h| h.value_at_quantile(0.99)),
+            },
+            WorkloadMetric::Compute(compute) => {
+                let overhead = compute.poll_overhead_pct();
+                WorkloadFigures::Compute {
+                    strip_every: compute.strip_every,
+                    kernel_mops: compute.quiet.as_ref().map(|q| q.none.mops()),
+                    poll_every_overhead_pct: overhead.map(|(every, _)| every),
+                    poll_strip_overhead_pct: overhead.map(|(_, strip)| strip),
+                }
+            }
+        }
+    }
+
+    /// The table's last column.
+    fn short(&self) -> String {
+        let or_dash = |v: Option<u64>| v.map_or("-".to_owned(), human_ns);
+        let pct = |v: Option<f64>| v.map_or("-".to_owned(), |p| format!("{p:+.1}%"));
+        match self {
+            WorkloadFigures::Alloc {
+                alloc_mb_per_s,
+                gc_cycles,
+                ..
+            } => format!("alloc {alloc_mb_per_s:.0} MB/s, {gc_cycles} GC cycles"),
+            WorkloadFigures::Server {
+                latency_p50_ns,
+                latency_p99_ns,
+                quiet_latency_p50_ns,
+                quiet_latency_p99_ns,
+                ..
+            } => format!(
+                "request p50 {} p99 {} (no barriers: {} / {})",
+                human_ns(*latency_p50_ns),
+                human_ns(*latency_p99_ns),
+                or_dash(*quiet_latency_p50_ns),
+                or_dash(*quiet_latency_p99_ns)
+            ),
+            WorkloadFigures::Compute {
+                strip_every,
+                poll_every_overhead_pct,
+                poll_strip_overhead_pct,
+                ..
+            } => format!(
+                "polls every iteration {}, every {strip_every} {}",
+                pct(*poll_every_overhead_pct),
+                pct(*poll_strip_overhead_pct)
+            ),
+        }
+    }
+
+    /// The CSV cells under [`METRIC_COLUMNS`]: the fields of the same names (fractions to
+    /// three decimals), empty where the workload has none.
+    fn csv_cells(figures: Option<&WorkloadFigures>) -> Vec<String> {
+        let fields = figures.map(|f| serde_json::to_value(f).expect("figures serialise"));
+        METRIC_COLUMNS
+            .iter()
+            .map(
+                |column| match fields.as_ref().and_then(|fields| fields.get(column)) {
+                    None | Some(serde_json::Value::Null) => String::new(),
+                    Some(value) => match value.as_u64() {
+                        Some(integer) => integer.to_string(),
+                        None => format!("{:.3}", value.as_f64().unwrap_or(f64::NAN)),
+                    },
+                },
+            )
+            .collect()
+    }
+}
+
+/// The CSV columns of a measured row, before the workload's own.
+const MEASURED_COLUMNS: [&str; 9] = [
+    "barriers",
+    "p50_ns",
+    "p99_ns",
+    "max_ns",
+    "p50_over_floor",
+    "requester_cpu_ns",
+    "mutator_slowdown_pct",
+    "signals_sent",
+    "eintrs",
+];
+
+/// The CSV columns of [`WorkloadFigures`], named as its fields.
+const METRIC_COLUMNS: [&str; 8] = [
+    "alloc_mb_per_s",
+    "gc_cycles",
+    "latency_p50_ns",
+    "latency_p99_ns",
+    "quiet_latency_p50_ns",
+    "quiet_latency_p99_ns",
+    "poll_every_overhead_pct",
+    "poll_strip_overhead_pct",
+];
 
 /// A row's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -269,13 +431,11 @@ fn run_one(
         .build(plugin, config)
         .map_err(Box::new)?;
     let options = RunOptions {
-        workload,
-        barriers,
         duration: Some(options.duration),
-        gc: false,
-        rotation: None,
+        params: options.params,
+        ..RunOptions::new(workload, barriers)
     };
-    workload::run(&rt, &options).map_err(run_error)
+    workloads::run(&rt, &options).map_err(run_error)
 }
 
 fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outcome {
@@ -302,6 +462,10 @@ fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outc
             .map(|(_, v)| *v),
         eintrs: summary.eintrs,
         served_waits_per_barrier: summary.served_ps.1.waits as f64 / barriers.max(1) as f64,
+        metric: summary
+            .metric
+            .as_ref()
+            .map(|metric| WorkloadFigures::of(metric, summary)),
     })
 }
 
@@ -344,7 +508,7 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "\n{:<10} {:>3} {:<8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>8} {:>7}",
+            "\n{:<10} {:>3} {:<8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>8} {:>7}  workload metric",
             "strategy",
             "Ps",
             "workload",
@@ -366,7 +530,7 @@ impl Comparison {
             let _ = match &row.outcome {
                 Outcome::Measured(m) => writeln!(
                     out,
-                    "{:>9} {:>9} {:>9} {:>9} {:>10} {:>8.1}% {:>8} {:>7}",
+                    "{:>9} {:>9} {:>9} {:>9} {:>10} {:>8.1}% {:>8} {:>7}{}",
                     human_ns(m.p50_ns),
                     human_ns(m.p99_ns),
                     human_ns(m.max_ns),
@@ -374,7 +538,10 @@ impl Comparison {
                     human_ns(m.requester_cpu_ns),
                     m.mutator_slowdown_pct,
                     m.signals_sent.map_or("-".to_owned(), |s| s.to_string()),
-                    m.eintrs
+                    m.eintrs,
+                    m.metric
+                        .as_ref()
+                        .map_or(String::new(), |f| format!("  {}", f.short()))
                 ),
                 Outcome::NotApplicable { reason } => writeln!(out, "n/a: {reason}"),
                 Outcome::Failed { error } => writeln!(out, "FAILED: {error}"),
@@ -396,39 +563,51 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "strategy,procs,workload,floor,status,barriers,p50_ns,p99_ns,max_ns,p50_over_floor,requester_cpu_ns,mutator_slowdown_pct,signals_sent,eintrs,reason"
+            "strategy,procs,workload,floor,status,{},{},reason",
+            MEASURED_COLUMNS.join(","),
+            METRIC_COLUMNS.join(",")
         );
         for row in &self.rows {
-            let _ = write!(
-                out,
-                "{},{},{},{},",
-                row.strategy, row.procs, row.workload, row.floor
-            );
-            let _ = match &row.outcome {
-                Outcome::Measured(m) => writeln!(
-                    out,
-                    "measured,{},{},{},{},{:.3},{},{:.2},{},{},",
-                    m.barriers,
-                    m.p50_ns,
-                    m.p99_ns,
-                    m.max_ns,
-                    m.p50_over_floor,
-                    m.requester_cpu_ns,
-                    m.mutator_slowdown_pct,
-                    m.signals_sent.map_or(String::new(), |s| s.to_string()),
-                    m.eintrs
+            let (status, measured, metric, reason) = match &row.outcome {
+                Outcome::Measured(m) => (
+                    "measured",
+                    vec![
+                        m.barriers.to_string(),
+                        m.p50_ns.to_string(),
+                        m.p99_ns.to_string(),
+                        m.max_ns.to_string(),
+                        format!("{:.3}", m.p50_over_floor),
+                        m.requester_cpu_ns.to_string(),
+                        format!("{:.2}", m.mutator_slowdown_pct),
+                        m.signals_sent.map_or(String::new(), |s| s.to_string()),
+                        m.eintrs.to_string(),
+                    ],
+                    WorkloadFigures::csv_cells(m.metric.as_ref()),
+                    String::new(),
                 ),
-                Outcome::NotApplicable { reason } => {
-                    writeln!(
-                        out,
-                        "not_applicable,,,,,,,,,,\"{}\"",
-                        reason.replace('"', "'")
-                    )
-                }
-                Outcome::Failed { error } => {
-                    writeln!(out, "failed,,,,,,,,,,\"{}\"", error.replace('"', "'"))
-                }
+                Outcome::NotApplicable { reason } => (
+                    "not_applicable",
+                    vec![String::new(); MEASURED_COLUMNS.len()],
+                    WorkloadFigures::csv_cells(None),
+                    format!("\"{}\"", reason.replace('"', "'")),
+                ),
+                Outcome::Failed { error } => (
+                    "failed",
+                    vec![String::new(); MEASURED_COLUMNS.len()],
+                    WorkloadFigures::csv_cells(None),
+                    format!("\"{}\"", error.replace('"', "'")),
+                ),
             };
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{status},{},{},{reason}",
+                row.strategy,
+                row.procs,
+                row.workload,
+                row.floor,
+                measured.join(","),
+                metric.join(",")
+            );
         }
         out
     }

@@ -17,8 +17,9 @@
 //! [`demo_deadlock`] stages the deadlock the host's wrapper prevents.
 
 mod deadlock;
+mod pacer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,7 @@ use crate::runtime::lock::Mutex;
 use safepoint_abi::PId;
 
 pub use deadlock::{DeadlockMode, DemoError, demo_deadlock};
+pub use pacer::Pacer;
 
 use crate::runtime::{
     self, Chan, GoId, Runtime, Shared, WaitGroup, WaitReason, suspend_g, waiting_on_system_stack,
@@ -85,6 +87,17 @@ pub enum GcError {
         flushed: u64,
         /// Allocations counted before the barrier.
         expected: u64,
+    },
+    /// After the last cycle, the values marked over the run do not add up to those recorded.
+    #[error(
+        "GC: {marked} values were marked over the run, but the mutators recorded {recorded}; \
+         each must be marked exactly once"
+    )]
+    MarkedTotal {
+        /// Values recorded.
+        recorded: u64,
+        /// Values marked.
+        marked: u64,
     },
     /// A barrier failed.
     #[error("GC barrier failed: {0}")]
@@ -148,9 +161,14 @@ struct MutatorState {
     marks: Mutex<MarkBits>,
 }
 
+/// One mutator's mark bits, kept from the first unmarked value on, so that they stay small
+/// however long the run.
 #[derive(Default)]
 struct MarkBits {
-    bits: Vec<u64>,
+    /// The bits of values `64 * base` on.
+    bits: VecDeque<u64>,
+    /// Every value below `64 * base` is marked.
+    base: u64,
     /// Every value below this is marked.
     prefix: u64,
 }
@@ -158,22 +176,33 @@ struct MarkBits {
 impl MarkBits {
     /// Marks `seq`; false if it already was.
     fn mark(&mut self, seq: u64) -> bool {
-        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-        if self.bits.len() <= word {
-            self.bits.resize(word + 1, 0);
+        let word = seq / 64;
+        if word < self.base {
+            return false;
         }
-        let fresh = self.bits[word] & bit == 0;
-        self.bits[word] |= bit;
+        let (index, bit) = ((word - self.base) as usize, 1u64 << (seq % 64));
+        if self.bits.len() <= index {
+            self.bits.resize(index + 1, 0);
+        }
+        let fresh = self.bits[index] & bit == 0;
+        self.bits[index] |= bit;
         while self.is_marked(self.prefix) {
             self.prefix += 1;
+        }
+        while self.bits.front() == Some(&u64::MAX) {
+            self.bits.pop_front();
+            self.base += 1;
         }
         fresh
     }
 
     fn is_marked(&self, seq: u64) -> bool {
-        self.bits
-            .get((seq / 64) as usize)
-            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+        let word = seq / 64;
+        word < self.base
+            || self
+                .bits
+                .get((word - self.base) as usize)
+                .is_some_and(|w| w & (1 << (seq % 64)) != 0)
     }
 }
 
@@ -465,5 +494,24 @@ impl Mutator {
 impl Drop for Mutator {
     fn drop(&mut self) {
         self.gc.roots.lock().remove(&self.state.goid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MarkBits;
+
+    #[test]
+    fn mark_bits_find_doubles_and_keep_only_the_unmarked_tail() {
+        let mut marks = MarkBits::default();
+        for seq in (0..100_000).rev() {
+            assert!(marks.mark(seq), "{seq} marked once");
+        }
+        assert_eq!(marks.prefix, 100_000);
+        assert!(marks.bits.len() <= 1, "{} words kept", marks.bits.len());
+        assert!(!marks.mark(5), "a value below the kept bits was marked");
+        assert!(!marks.mark(99_999), "a value in the kept bits was marked");
+        assert!(marks.mark(100_001));
+        assert_eq!(marks.prefix, 100_000, "100,000 is still unmarked");
     }
 }
