@@ -31,22 +31,54 @@ thread_local! {
     static USER_CODE: Cell<bool> = const { Cell::new(false) };
 }
 
+// Every access to the thread-locals above goes through one of the `#[inline(never)]`
+// accessors below. Code on a goroutine stack may resume on another thread after a switch;
+// inlined, an access could reuse a TLS address computed before the switch, on the old thread
+// (a release build of `poll_slow` did exactly that with `USER_CODE` around `yield_now`).
+
+#[inline(never)]
+fn user_code() -> bool {
+    USER_CODE.with(Cell::get)
+}
+
+/// Marks the M as running goroutine code or not; the scheduler calls it around `resume`.
+#[inline(never)]
+pub(crate) fn set_user_code(on: bool) {
+    USER_CODE.with(|u| u.set(on));
+}
+
+#[inline(never)]
+fn replace_user_code(on: bool) -> bool {
+    USER_CODE.with(|u| u.replace(on))
+}
+
+/// The depth of non-preemptible regions of this thread.
+#[inline(never)]
+fn region_depth() -> u32 {
+    LOCKS.with(Cell::get)
+}
+
+/// Enters a non-preemptible region; returns the depth before.
+#[inline(never)]
+fn enter_region() -> u32 {
+    LOCKS.with(|l| l.replace(l.get() + 1))
+}
+
+/// Leaves a non-preemptible region; returns the depth before.
+#[inline(never)]
+fn leave_region() -> u32 {
+    LOCKS.with(|l| l.replace(l.get() - 1))
+}
+
 /// Whether a signal handler on this thread interrupted an asynchronous safe point: goroutine
 /// code on an M that holds a running P, outside any non-preemptible region and holding no
 /// runtime lock (Go's `isAsyncSafePoint`). Async-signal-safe: it reads only const
 /// thread-locals and atomics.
 pub(crate) fn at_async_safe_point() -> bool {
-    USER_CODE.with(Cell::get)
-        && LOCKS.with(Cell::get) == 0
+    user_code()
+        && region_depth() == 0
         && super::lock::held_by_this_thread() == 0
-        && CURRENT_P
-            .with(Cell::get)
-            .is_some_and(|p| p.status.load() == PStatus::Running)
-}
-
-/// Marks the M as running goroutine code or not; the scheduler calls it around `resume`.
-pub(crate) fn set_user_code(on: bool) {
-    USER_CODE.with(|u| u.set(on));
+        && current_p().is_some_and(|p| p.status.load() == PStatus::Running)
 }
 
 /// Runtime code called from a goroutine: not an asynchronous safe point while it lives.
@@ -57,7 +89,7 @@ struct RuntimeCode {
 impl RuntimeCode {
     fn enter() -> RuntimeCode {
         RuntimeCode {
-            was_user_code: USER_CODE.with(|u| u.replace(false)),
+            was_user_code: replace_user_code(false),
         }
     }
 }
@@ -69,7 +101,7 @@ impl Drop for RuntimeCode {
 }
 
 fn in_no_preempt_region() -> bool {
-    LOCKS.with(Cell::get) > 0
+    region_depth() > 0
 }
 
 /// The M of the calling thread, if it is one.
@@ -89,10 +121,12 @@ pub(crate) fn current_g() -> Option<Arc<G>> {
     current_m()?.curg()
 }
 
+#[inline(never)]
 pub(crate) fn enter_m(m: Option<Arc<M>>) {
     CURRENT_M.with(|cur| *cur.borrow_mut() = m);
 }
 
+#[inline(never)]
 pub(crate) fn set_p(p: Option<&'static P>) {
     CURRENT_P.with(|cur| cur.set(p));
 }
@@ -276,7 +310,7 @@ pub struct NoPreempt {
 
 /// Enters a non-preemptible region; see [`NoPreempt`]. `what` names it in timeout reports.
 pub fn no_preempt(what: &str) -> NoPreempt {
-    if LOCKS.with(|l| l.replace(l.get() + 1)) == 0
+    if enter_region() == 0
         && let Some(m) = current_m()
     {
         *m.region.lock() = Some(what.to_owned());
@@ -288,7 +322,7 @@ pub fn no_preempt(what: &str) -> NoPreempt {
 
 impl Drop for NoPreempt {
     fn drop(&mut self) {
-        if LOCKS.with(|l| l.replace(l.get() - 1)) == 1 {
+        if leave_region() == 1 {
             if let Some(m) = current_m() {
                 *m.region.lock() = None;
             }
