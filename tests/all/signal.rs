@@ -13,10 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use safepoint_abi::ErrorKind;
 use safepoint_host::plugin::Plugin;
-use safepoint_host::runtime::{self, Runtime};
+use safepoint_host::runtime::{self, Runtime, WaitReason};
+use safepoint_host::safepoint::{BarrierError, acquire_world, for_each_p};
 use safepoint_host::workload::work;
-use safepoint_tests::{Loops, P_COUNTS, counter, per_p, runtime, shipped, sole_owner};
+use safepoint_tests::{
+    Loops, P_COUNTS, block_on_bounded, counter, per_p, runtime, shipped, sole_owner,
+};
 
 const BARRIERS: u64 = 1000;
 /// Each scenario runs this many times per P count: signals make races likely.
@@ -350,4 +354,100 @@ fn write(fd: libc::c_int, buf: &[u8]) -> Result<usize, std::io::ErrorKind> {
     // SAFETY: `buf` is readable for its length.
     let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
     usize::try_from(n).map_err(|_| std::io::Error::last_os_error().kind())
+}
+
+/// Goroutines that compute without ever polling, each counting its turns.
+struct Spinners {
+    turns: Arc<[AtomicU64]>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    done: runtime::WaitGroup,
+}
+
+impl Spinners {
+    /// Starts `n` of them and waits until each has turned.
+    fn start(rt: &Runtime, n: usize) -> Spinners {
+        let spinners = Spinners {
+            turns: per_p(n),
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            done: runtime::WaitGroup::new(),
+        };
+        for i in 0..n {
+            let (turns, stop, done) = (
+                Arc::clone(&spinners.turns),
+                Arc::clone(&spinners.stop),
+                spinners.done.clone(),
+            );
+            done.add(1);
+            rt.spawn("spinner", move || {
+                let mut x = i as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = work(x);
+                    turns[i].fetch_add(1, Ordering::Relaxed);
+                }
+                std::hint::black_box(x);
+                done.done();
+            });
+        }
+        let all_turned = spinners.all_turn_within(Duration::from_secs(10));
+        assert!(all_turned.is_ok(), "a spinner never started");
+        spinners
+    }
+
+    /// Waits until every spinner has turned again; on failure, names one that did not.
+    fn all_turn_within(&self, limit: Duration) -> Result<(), usize> {
+        let seen: Vec<u64> = self
+            .turns
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .collect();
+        let deadline = Instant::now() + limit;
+        for (i, before) in seen.into_iter().enumerate() {
+            while self.turns[i].load(Ordering::Relaxed) == before {
+                if Instant::now() > deadline {
+                    return Err(i);
+                }
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.done.wait();
+    }
+}
+
+/// Issue 11, defect 7: the requester panics (an injected fault) while it holds a P stopped
+/// in its handler, with others stopped there too. As the panic unwinds, the round is
+/// abandoned and every stopped P let go: each spinner runs on, and a strategy swapped in
+/// afterwards serves barriers.
+#[test]
+fn a_panic_in_the_requester_lets_every_p_stopped_in_its_handler_go() {
+    for procs in [2, 4] {
+        for _ in 0..ROUNDS {
+            let rt = runtime(&signal(), "fault=panic-serving-stopped-p", procs);
+            let spinners = Spinners::start(&rt, procs - 1);
+            let err = block_on_bounded(&rt, || {
+                let world = acquire_world();
+                for_each_p(&world, WaitReason::GcMarkTermination, |_| {}).map(drop)
+            })
+            .expect_err("the injected fault fails the barrier");
+            assert!(
+                matches!(&err, BarrierError::Strategy { error, .. }
+                    if error.kind == ErrorKind::Panicked && error.message.contains("injected fault")),
+                "{err:?}"
+            );
+            if let Err(stuck) = spinners.all_turn_within(Duration::from_secs(5)) {
+                // Its M waits in the handler for ever: the runtime cannot shut down.
+                std::mem::forget(rt);
+                panic!("{procs} Ps: spinner {stuck} is still stopped in its handler");
+            }
+            rt.swap_strategy(&signal(), "")
+                .expect("swap to a sound signal strategy");
+            Loops::start(&rt, 0, work, || {}).barriers(&rt, 100, |_| {});
+            spinners.stop();
+            sole_owner(rt).shutdown();
+        }
+    }
 }

@@ -118,13 +118,13 @@ impl Strategy for Polling {
 
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
-            if self.pending.serve_at_safe_point(&self.host, p) {
-                self.acknowledge();
-                if self.remaining.load(Ordering::Relaxed) != 0 {
-                    // Others are late: with more Ps than cores, they may be waiting for a
-                    // CPU that this thread would otherwise keep for its time slice.
-                    std::thread::yield_now();
-                }
+            let served = self
+                .pending
+                .serve_at_safe_point(&self.host, p, || self.acknowledge());
+            if served.is_some() && self.remaining.load(Ordering::Relaxed) != 0 {
+                // Others are late: with more Ps than cores, they may be waiting for a
+                // CPU that this thread would otherwise keep for its time slice.
+                std::thread::yield_now();
             }
             Ok(())
         })

@@ -71,6 +71,9 @@ impl SignalStrategy {
     fn barrier(&self, f: &SafePointFnArc) {
         let st = &*self.state;
         st.counters.barriers.add();
+        // Dropped after the round, which closes it first (also as a panic unwinds): then
+        // no P parks in its handler any more, and every one parked there is let go.
+        let _parked = ReleaseParked(st);
         let round = st.pending.begin(&st.host, f);
         st.expect_acknowledgements(round.others.len());
         // 1. Arm every other P, then signal the running ones, before serving any: all of
@@ -90,13 +93,12 @@ impl SignalStrategy {
         // 3. Parked Ps (idle, in a syscall). A P we cannot stop is running: it reaches its
         //    poll, or our signal stops it.
         for &p in &round.others {
-            if st.pending.serve_if_parked(&st.host, p, f) {
-                st.acknowledge();
-            }
+            st.pending
+                .serve_if_parked(&st.host, p, f, || st.acknowledge());
         }
         // 4. The running Ps.
         self.wait(&round.others, f);
-        st.pending.end();
+        round.end();
     }
 
     /// Sends the signal to the thread of the M that holds `p`, unless `p` has been reached
@@ -173,11 +175,14 @@ impl SignalStrategy {
                 continue;
             };
             if word.0.try_take() {
-                if st.pending.claim(p) {
-                    st.pending.run_claimed(&st.host, p, f);
+                assert!(
+                    !st.config.inject_panic,
+                    "injected fault: the requester panics holding a P stopped in its handler"
+                );
+                st.pending.serve(&st.host, p, f, || {
                     st.acknowledge();
                     st.counters.async_stops.add();
-                }
+                });
                 word.0.release();
             }
         }
@@ -248,12 +253,15 @@ impl Strategy for SignalStrategy {
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
             let st = &*self.state;
-            if st.pending.serve_at_safe_point(&st.host, p) {
+            let last = st
+                .pending
+                .serve_at_safe_point(&st.host, p, || st.acknowledge());
+            if let Some(last) = last {
                 if sys::signal_blocked_and_pending(st.config.signal.number) {
                     st.counters.blocked.add();
                 }
                 st.counters.poll_stops.add();
-                if st.acknowledge() {
+                if last {
                     st.wakeup.notify();
                 } else if st.oversubscribed {
                     // Others are late, and may be waiting for the CPU this thread holds (a
@@ -310,6 +318,19 @@ impl Strategy for SignalStrategy {
 
     fn shutdown(&self) -> RResult<(), PluginError> {
         catch_panic("shutdown", || self.retire())
+    }
+}
+
+/// Lets go every P still stopped in its handler once the barrier's round has closed: none,
+/// after a barrier that ended; after one abandoned by a panic, those the requester had not
+/// served. A handler that parks after the round closed sees it closed and returns by itself.
+struct ReleaseParked<'a>(&'a State);
+
+impl Drop for ReleaseParked<'_> {
+    fn drop(&mut self) {
+        for word in &self.0.parked {
+            word.0.release_abandoned();
+        }
     }
 }
 

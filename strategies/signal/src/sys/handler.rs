@@ -397,6 +397,10 @@ fn stop_if_safe(state: &State, context: *const c_void) {
         return;
     };
     word.0.park();
+    if !state.pending.is_open() && word.0.unpark() {
+        // The barrier was abandoned (a panic in the requester) as we parked.
+        return;
+    }
     state.wakeup.notify();
     word.0.wait_released(state.handler_spins);
     if state.oversubscribed && state.remaining() != 0 {
