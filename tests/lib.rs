@@ -335,3 +335,21 @@ impl Loops {
         self.wait();
     }
 }
+
+/// Blocks or unblocks `signal` for the calling thread. A goroutine may move to another M at
+/// any safe point, and the mask is the thread's.
+pub fn set_blocked(signal: libc::c_int, blocked: bool) {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; a null old-set
+    // pointer is allowed.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}

@@ -19,7 +19,7 @@ use safepoint_host::runtime::{self, Runtime, WaitReason};
 use safepoint_host::safepoint::{BarrierError, acquire_world, for_each_p};
 use safepoint_host::workload::work;
 use safepoint_tests::{
-    Loops, P_COUNTS, block_on_bounded, counter, per_p, runtime, shipped, sole_owner,
+    Loops, P_COUNTS, block_on_bounded, counter, per_p, runtime, set_blocked, shipped, sole_owner,
 };
 
 const BARRIERS: u64 = 1000;
@@ -125,22 +125,6 @@ fn a_goroutine_in_a_non_preemptible_region_is_reached_at_its_next_poll() {
             );
         }
     });
-}
-
-fn set_blocked(signal: libc::c_int, blocked: bool) {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; a null old-set
-    // pointer is allowed.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal);
-        let how = if blocked {
-            libc::SIG_BLOCK
-        } else {
-            libc::SIG_UNBLOCK
-        };
-        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
-    }
 }
 
 /// Work units between two polls of a goroutine whose thread blocks the signal: long enough

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod marks;
 mod park;
 mod state;
 #[allow(unsafe_code)]
@@ -113,16 +114,19 @@ impl SignalStrategy {
         let Some(thread) = st.host.p_thread(p).into_option() else {
             return;
         };
-        let Some(record) = st.threads.find(thread.tid) else {
+        let Some(mark) = st.threads.find(thread.tid).and_then(|r| r.mark()) else {
             return;
         };
-        if !record.start_signal() {
+        let now = st.host.now_nanos();
+        let Some(value) = mark.start(now) else {
             return;
-        }
-        match sys::tgkill(st.pid, thread.tid, st.config.signal.number) {
+        };
+        match sys::queue_signal(st.pid, thread.tid, st.config.signal.number, value) {
             Ok(()) => st.counters.signals_sent.add(),
             // The thread has exited: nothing is in flight.
-            Err(_) => record.signal_not_sent(),
+            Err(_) => {
+                mark.take(value);
+            }
         }
     }
 
@@ -211,17 +215,22 @@ impl SignalStrategy {
         }
     }
 
-    /// Uninstalls the handler and forgets the state; idempotent.
+    /// Retires the strategy (see "Retirement" in the README); idempotent.
     ///
-    /// First waits (a little) for signals still on their way: after a swap the threads live
-    /// on, and a signal of ours delivered once the previous disposition is back would get
-    /// that disposition (termination, for most signals).
+    /// The handler stops seeing the strategy, every thread still attached is detached, the
+    /// signals of ours that are no longer pending anywhere are settled, and the strategy's
+    /// use of the signal ends. The handler itself stays installed until the last signal of
+    /// ours still on its way has arrived: it absorbs it, then puts the previous disposition
+    /// back. Nothing waits.
     fn retire(&self) -> Result<(), PluginError> {
-        let deadline = std::time::Instant::now() + Duration::from_millis(100);
-        while self.state.threads.signal_in_flight() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(50));
-        }
         self.state.unregister();
+        for mark in self.state.threads.retire_all() {
+            mark.detach();
+        }
+        let signal = self.state.config.signal.number;
+        for (mark, in_flight) in marks::orphans(signal) {
+            mark.settle(in_flight);
+        }
         let installation = self
             .installation
             .lock()
@@ -284,14 +293,17 @@ impl Strategy for SignalStrategy {
                 // host gives every M its alternate signal stack.
                 sys::set_signal_blocked(st.config.signal.number, false);
             }
+            let mark = marks::attach(thread.tid, st.config.signal.number)
+                .map_err(|e| failed("attach_thread", format!("{m}: {e}")))?;
             self.tids
                 .lock()
                 .expect("tid lock poisoned")
                 .insert(m, thread.tid);
             // Last: from now on the requester may signal the thread.
-            st.threads
-                .add(thread.tid)
-                .map_err(|e| failed("attach_thread", format!("{m}: {e}")))?;
+            if let Err(e) = st.threads.add(thread.tid, mark) {
+                mark.detach();
+                return Err(failed("attach_thread", format!("{m}: {e}")));
+            }
             Ok(())
         })
     }
@@ -303,11 +315,22 @@ impl Strategy for SignalStrategy {
             let Some(tid) = tid else {
                 return Err(failed("detach_thread", format!("{m} was not attached")));
             };
+            let mark = st.threads.retire(tid);
             if sys::gettid() == tid {
-                // The M stops: a signal of ours still pending dies with the thread.
+                // The M stops: a signal of ours still pending dies with the thread, and none
+                // arrives before.
                 sys::set_signal_blocked(st.config.signal.number, true);
+                if let Some(mark) = mark
+                    && let Some(in_flight) = mark.in_flight()
+                {
+                    mark.take(in_flight.value);
+                }
             }
-            st.threads.retire(tid);
+            // From another thread (a swap), the M lives on: a signal still pending there is
+            // taken by the handler when it arrives, or settled when the strategy retires.
+            if let Some(mark) = mark {
+                mark.detach();
+            }
             Ok(())
         })
     }

@@ -28,7 +28,7 @@ impl Count {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) barriers: Count,
-    /// `tgkill`s that succeeded.
+    /// Signals sent (`rt_tgsigqueueinfo`s that succeeded).
     pub(crate) signals_sent: Count,
     /// Times the handler ran on an M of this strategy, ours or not.
     pub(crate) handler_entries: Count,
@@ -48,6 +48,7 @@ pub(crate) struct Counters {
     pub(crate) eintr: Count,
     /// Times the requester armed and signalled late Ps again.
     pub(crate) resignal_rounds: Count,
+
     /// Times the requester slept on its futex.
     pub(crate) requester_sleeps: Count,
 }
@@ -78,7 +79,7 @@ impl Counters {
 pub(crate) struct State {
     pub(crate) host: HostRef,
     pub(crate) config: Config,
-    /// Our process id, to tell our `tgkill`s from signals sent by others.
+    /// Our process id, the target of our signals.
     pub(crate) pid: i32,
     /// Which Ps `f` has yet to run for in the barrier in flight, and `f`.
     pub(crate) pending: PendingPs,
