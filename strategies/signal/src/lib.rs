@@ -26,6 +26,7 @@ use safepoint_abi::{
 };
 
 use config::Config;
+use marks::Settled;
 use state::State;
 use sys::handler::{Installation, Registered};
 
@@ -105,7 +106,10 @@ impl SignalStrategy {
     /// Sends the signal to the thread of the M that holds `p`, unless `p` has been reached
     /// meanwhile, or one of ours is already in flight to that thread (Go issue 37741: a
     /// thread flooded with signals makes no progress, and standard signals do not queue
-    /// anyway).
+    /// anyway). A signal in flight for a few re-signal intervals may have been discarded by
+    /// the kernel (the application ignored the signal for a moment, or took it with
+    /// `sigwait` or a `signalfd`): if it is no longer pending on the thread, its mark is
+    /// taken and the signal sent again.
     fn signal(&self, p: PId) {
         let st = &*self.state;
         if !st.pending.is_pending(p) {
@@ -118,6 +122,22 @@ impl SignalStrategy {
             return;
         };
         let now = st.host.now_nanos();
+        if let Some(in_flight) = mark.in_flight() {
+            if now.saturating_sub(in_flight.sent_at) < st.stale_after {
+                return;
+            }
+            match mark.settle(in_flight) {
+                Settled::Gone => st.counters.stale_resent.add(),
+                // Pending (blocked, or the thread has not run): it arrives when it can.
+                // Unknown: without `/proc` the strategy cannot tell a discarded signal.
+                Settled::Pending | Settled::Unknown => {
+                    mark.touch(now);
+                    return;
+                }
+                // The handler took it meanwhile.
+                Settled::Moved => {}
+            }
+        }
         let Some(value) = mark.start(now) else {
             return;
         };

@@ -13,7 +13,10 @@
 //! cleared by whoever *takes* it, once:
 //!
 //! - the handler, when the signal it names arrives;
-//! - the requester, when the signal could not be sent;
+//! - the requester, when the signal could not be sent, or when it has stood for a few
+//!   re-signal intervals and is no longer pending on its thread ([`Mark::settle`]): the
+//!   kernel discarded it (the application ignored the signal for a moment, or took it with
+//!   `sigwait` or a `signalfd`), and another is sent;
 //! - a retiring strategy, for a signal no longer pending on its thread ([`Mark::settle`]):
 //!   delivered (our handler runs for it, whatever the disposition is by then) or discarded;
 //! - the M's own thread as it stops, after blocking the signal: what is pending dies with
@@ -185,6 +188,12 @@ impl Mark {
             return None;
         }
         Some(value)
+    }
+
+    /// Requester: the signal in flight was sent long ago and is still pending; look again
+    /// only after another while.
+    pub(crate) fn touch(&self, now: u64) {
+        self.sent_at.store(now, Ordering::Relaxed);
     }
 
     /// Takes the mark if it still holds `value`: the signal named by `value` is no longer on
