@@ -525,3 +525,34 @@ fn a_signal_the_kernel_discarded_is_sent_again() {
         sole_owner(rt).shutdown();
     }
 }
+
+/// Issue 11, defect 6: a P stopped in its handler, waiting for the requester, is not
+/// signalled again. `f` takes a while for every P, so that a P often parks while the
+/// requester serves another, and a re-signal round comes before the requester takes it.
+/// Every spinner is stopped in its handler once per barrier, so every signal beyond that was
+/// sent to a P already stopped: it would be delivered once the handler returns, with
+/// nothing left to do (or as the next barrier's signal). (Two are allowed: a re-signal round
+/// can still meet a handler between taking its mark and parking.)
+#[test]
+fn a_p_stopped_in_its_handler_is_not_signalled_again() {
+    const SLOW_BARRIERS: u64 = 400;
+    let rt = runtime(&signal(), "", 6);
+    let spinners = Loops::start(&rt, 5, work, || {});
+    spinners.barriers(&rt, SLOW_BARRIERS, |p| {
+        // For the Ps the requester serves on their behalf (not its own, which it serves
+        // first): longer than several re-signal intervals (100 µs).
+        if runtime::current_p_id().is_some_and(|own| own.index() != p) {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    spinners.stop();
+    let stops = counter(&rt, "stops at async safe points");
+    let sent = counter(&rt, "signals sent");
+    assert_eq!(stops, 5 * SLOW_BARRIERS, "{:?}", rt.strategy_counters());
+    assert!(
+        sent - stops <= 2,
+        "{} signals beyond one per stop: {:?}",
+        sent - stops,
+        rt.strategy_counters()
+    );
+}

@@ -213,12 +213,15 @@ impl SignalStrategy {
     }
 
     /// Arms every late P again (the host counts the pokes for its timeout report) and
-    /// signals it if it runs.
+    /// signals it if it runs. A P stopped in its handler is not late: it waits for the next
+    /// serving pass. (Signalled there, it would get the signal once its handler returns,
+    /// with nothing left to do, or as the next barrier's signal.)
     fn resignal(&self, others: &[PId]) {
         let st = &*self.state;
         st.counters.resignal_rounds.add();
         for &p in others {
-            if !st.pending.is_pending(p) {
+            let stopped = st.parked.get(p.index()).is_some_and(|w| w.0.is_stopped());
+            if stopped || !st.pending.is_pending(p) {
                 continue;
             }
             st.host.arm_poll(p);

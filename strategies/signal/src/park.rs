@@ -39,6 +39,12 @@ impl ParkWord {
         self.0.store(PARKED, Ordering::SeqCst);
     }
 
+    /// Whether the P waits in its handler for the requester: parked, or taken and not yet
+    /// released.
+    pub(crate) fn is_stopped(&self) -> bool {
+        matches!(self.0.load(Ordering::SeqCst) & !SLEEPING, PARKED | CLAIMED)
+    }
+
     /// Handler, after [`ParkWord::park`], when the round has closed meanwhile: takes the
     /// park back. False if the requester took it first; then wait for the release.
     /// Async-signal-safe.
