@@ -1,7 +1,7 @@
 //! Retiring the signal strategy never lets a signal of ours reach another disposition
 //! (issue 11): swaps between every pair of strategies, with signals still on their way at
-//! each swap, on signals whose default action ends the process; and a thread that blocks
-//! the signal across a swap.
+//! each swap, on signals whose default action ends the process; a thread that blocks the
+//! signal across a swap; and an application handler that chains back to ours.
 //!
 //! Each scenario runs in a child process of its own, this test binary again: signal
 //! dispositions are process-wide, and a signal that reaches `SIG_DFL` ends the whole
@@ -329,4 +329,78 @@ fn blocked_child() {
         "the handler absorbed the last signal of ours and put the default action back"
     );
     sole_owner(rt).shutdown();
+}
+
+/// The handler the application found (and chains to), and how often its own ran.
+static APP_FOUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static APP_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// An application's handler that chains to the handler it replaced, as well-behaved
+/// libraries do.
+extern "C" fn app_chaining_handler(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    APP_CALLS.fetch_add(1, Ordering::SeqCst);
+    let found = APP_FOUND.load(Ordering::SeqCst);
+    if found != libc::SIG_DFL && found != libc::SIG_IGN {
+        // SAFETY: `found` was installed with SA_SIGINFO (the strategy's handler), so it
+        // takes these three arguments.
+        let found: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(found) };
+        found(signal, info, context);
+    }
+}
+
+/// Issue 11, defect 4: the application installs a handler that chains to ours while a
+/// signal strategy is live; a later strategy saves that handler as the one before its own.
+/// A signal that is not ours then goes from our handler to the application's and back: our
+/// handler must not forward it a second time (before, it looped until the alternate stack
+/// overflowed).
+#[test]
+fn a_handler_that_chains_back_to_ours_is_called_once() {
+    if child_arg().is_some() {
+        return;
+    }
+    let out = run_child("cycle_child", "SIGUSR2");
+    assert!(
+        out.status.success(),
+        "the child {}\nstdout:\n{}",
+        how_it_ended(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The child of the test above.
+#[test]
+fn cycle_child() {
+    let Some(name) = child_arg() else {
+        return;
+    };
+    let signal = signal_number(&name);
+    let config = format!("signal={name}");
+    let first = runtime(&shipped("signal"), &config, 2);
+    APP_FOUND.store(disposition(signal), Ordering::SeqCst);
+    // SAFETY: sigaction is plain data; the handler is async-signal-safe (atomics and a call
+    // to the handler it found) and of the SA_SIGINFO signature.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = app_chaining_handler as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO;
+        assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
+    }
+    // The first strategy leaves the application's handler in place; the second saves it.
+    sole_owner(first).shutdown();
+    let second = runtime(&shipped("signal"), &config, 2);
+    // A signal that is not ours, to this thread: delivered before tgkill returns.
+    // SAFETY: plain integer syscalls.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), signal) };
+    assert_eq!(rc, 0);
+    assert_eq!(
+        APP_CALLS.load(Ordering::SeqCst),
+        1,
+        "the application's handler runs once"
+    );
+    sole_owner(second).shutdown();
 }

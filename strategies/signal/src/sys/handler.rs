@@ -42,9 +42,13 @@
 //!      gets to run its handler);
 //!    - if not, returns at once and leaves the P to its next poll: its poll word is armed.
 //! 5. **Forwards a signal that is not ours** to the handler that was installed before ours
-//!    ([`forward`]): it calls that handler's `sa_sigaction` or `sa_handler` as its
-//!    `SA_SIGINFO` flag says, with its `sa_mask` added to the thread's mask for the call
-//!    (`pthread_sigmask`, async-signal-safe). If that disposition was `SIG_IGN`, nothing; if
+//!    ([`forward`]), unless this thread is already forwarding this signal: the saved
+//!    handler chains back to ours (an application installed it while ours was in place,
+//!    and a later installation saved it), and forwarding again would loop until the
+//!    alternate stack overflows. The guard is an entry keyed by thread and signal in a
+//!    fixed static table ([`Forwarding`]: atomics). Forwarding calls that handler's
+//!    `sa_sigaction` or `sa_handler` as its `SA_SIGINFO` flag says, with its `sa_mask` added
+//!    to the thread's mask for the call (`pthread_sigmask`, async-signal-safe). If that disposition was `SIG_IGN`, nothing; if
 //!    it was `SIG_DFL`, the default action: nothing for signals ignored by default (SIGURG,
 //!    SIGWINCH), otherwise the handler resets the disposition, unblocks the signal and sends
 //!    it to its own thread, which ends the process as the default action would have
@@ -468,9 +472,51 @@ fn restore(signal: libc::c_int, word: &AtomicU64) -> io::Result<()> {
 extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
     let errno = Errno::save();
     if dispatch(signal, info, context) {
-        forward(signal, info, context);
+        match Forwarding::enter(gettid(), signal) {
+            // Called again by the handler we forward to, for the same signal: the saved
+            // handler chains back to ours. The signal has been through both; forwarding
+            // once more would loop until the stack overflows.
+            Err(Reentered) => {}
+            Ok(_forwarding) => forward(signal, info, context),
+        }
     }
     errno.restore();
+}
+
+/// Threads forwarding a signal, as `tid << 8 | signal`; 0 for a free entry. The handler
+/// cannot use a thread-local of this library, hence a fixed table searched by key.
+static FORWARDING: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// [`Forwarding::enter`] found this thread already forwarding this signal.
+struct Reentered;
+
+/// This thread forwards a signal while it lives. `None` inside when the table is full (256 threads forwarding at
+/// once): the signal is forwarded unguarded.
+struct Forwarding(Option<&'static AtomicU64>);
+
+impl Forwarding {
+    /// Async-signal-safe: atomics over a static table.
+    fn enter(tid: i32, signal: libc::c_int) -> Result<Forwarding, Reentered> {
+        let key = u64::from(tid as u32) << 8 | u64::from(signal as u8);
+        if FORWARDING.iter().any(|e| e.load(Ordering::Acquire) == key) {
+            return Err(Reentered);
+        }
+        // Only this thread uses `key`, and it runs one handler at a time or nested ones
+        // that finish first: no other entry with `key` can appear meanwhile.
+        let entry = FORWARDING.iter().find(|e| {
+            e.compare_exchange(0, key, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        Ok(Forwarding(entry))
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0 {
+            entry.store(0, Ordering::Release);
+        }
+    }
 }
 
 /// Steps 2 to 4; returns whether to forward the signal (step 5).
