@@ -106,7 +106,10 @@ impl SignalStrategy {
     /// Sends the signal to the thread of the M that holds `p`, unless `p` has been reached
     /// meanwhile, or one of ours is already in flight to that thread (Go issue 37741: a
     /// thread flooded with signals makes no progress, and standard signals do not queue
-    /// anyway). A signal in flight for a few re-signal intervals may have been discarded by
+    /// anyway), or `p` is stopped in its handler: not late, it waits for the next serving
+    /// pass (signalled there, it would get the signal once its handler returns, with nothing
+    /// left to do, or as the next barrier's signal). A signal in flight for a few re-signal
+    /// intervals may have been discarded by
     /// the kernel (the application ignored the signal for a moment, or took it with
     /// `sigwait` or a `signalfd`): if it is no longer pending on the thread, its mark is
     /// taken and the signal sent again.
@@ -122,7 +125,13 @@ impl SignalStrategy {
             return;
         };
         let now = st.host.now_nanos();
-        if let Some(in_flight) = mark.in_flight() {
+        let in_flight = mark.in_flight();
+        // After the mark: a handler parks, then takes its mark, so a mark found taken means
+        // a park we see here.
+        if st.parked.get(p.index()).is_some_and(|w| w.0.is_stopped()) {
+            return;
+        }
+        if let Some(in_flight) = in_flight {
             if now.saturating_sub(in_flight.sent_at) < st.stale_after {
                 return;
             }
@@ -134,8 +143,9 @@ impl SignalStrategy {
                     mark.touch(now);
                     return;
                 }
-                // The handler took it meanwhile.
-                Settled::Moved => {}
+                // The handler took it meanwhile: it is stopping the P, or has left it to its
+                // poll; the next round looks again.
+                Settled::Moved => return,
             }
         }
         let Some(value) = mark.start(now) else {
@@ -213,15 +223,12 @@ impl SignalStrategy {
     }
 
     /// Arms every late P again (the host counts the pokes for its timeout report) and
-    /// signals it if it runs. A P stopped in its handler is not late: it waits for the next
-    /// serving pass. (Signalled there, it would get the signal once its handler returns,
-    /// with nothing left to do, or as the next barrier's signal.)
+    /// signals it if it runs ([`SignalStrategy::signal`] skips a P stopped in its handler).
     fn resignal(&self, others: &[PId]) {
         let st = &*self.state;
         st.counters.resignal_rounds.add();
         for &p in others {
-            let stopped = st.parked.get(p.index()).is_some_and(|w| w.0.is_stopped());
-            if stopped || !st.pending.is_pending(p) {
+            if !st.pending.is_pending(p) {
                 continue;
             }
             st.host.arm_poll(p);

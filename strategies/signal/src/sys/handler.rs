@@ -12,11 +12,13 @@
 //!    accessor.)
 //! 2. **Decides whether the signal is ours**: its `siginfo` says this process sent it with
 //!    `SI_QUEUE` and a value that carries this library's tag ([`crate::marks::from_value`]:
-//!    a few integer operations). If so, it takes the in-flight mark the value names, at once
-//!    (a compare-and-swap of the exact value): a new signal may be sent from now on, and
-//!    waits, blocked, until this handler returns. Taking the last mark of a signal that no
-//!    strategy uses any more puts the saved disposition back ([`in_flight_removed`]:
-//!    atomics and `sigaction`).
+//!    a few integer operations). If so, it takes the in-flight mark the value names (a
+//!    compare-and-swap of the exact value) once it knows what it does with the signal: right
+//!    after parking, if it stops the P (step 4), so that a re-signal round sees either a
+//!    signal in flight or a stopped P; otherwise before it returns. A new signal may be sent
+//!    from then on, and waits, blocked, until this handler returns. Taking the last mark of a
+//!    signal that no strategy uses any more puts the saved disposition back
+//!    ([`in_flight_removed`]: atomics and `sigaction`).
 //! 3. **Finds the strategy this thread belongs to**: `gettid()` (a syscall), then for each
 //!    registered strategy using this signal, a lookup of the tid in its thread table. Each
 //!    registry slot is entered by incrementing its reader count before loading its pointer
@@ -524,14 +526,12 @@ fn dispatch(signal: libc::c_int, info: *const libc::siginfo_t, context: *const c
     // SAFETY: `info` is what the kernel passed to our SA_SIGINFO handler.
     let value = unsafe { super::queued_value(info, getpid()) };
     let ours = value.and_then(|v| crate::marks::from_value(v).map(|mark| (mark, v)));
-    if let Some((mark, value)) = ours {
-        // Taken as the handler starts, not as it returns: a stopped P's handler may linger
-        // after the requester released it (until its thread is scheduled again), and the
-        // next barrier's signal must not be held back meanwhile. It waits, blocked, until
-        // this handler returns. (False for a signal whose mark was settled meanwhile, or
-        // that was sent to a slot's earlier user: still ours.)
-        mark.take(value);
-    }
+    // Taken once the handler knows what it does with the signal, not as it returns: a
+    // stopped P's handler may linger after the requester released it (until its thread is
+    // scheduled again), and the next barrier's signal must not be held back meanwhile. It
+    // waits, blocked, until this handler returns. (Taking fails for a signal whose mark was
+    // settled meanwhile, or that was sent to a slot's earlier user: still ours.)
+    let mut mark = TakeMark(ours);
     let tid = gettid();
     let used = SLOTS_USED.load(Ordering::SeqCst).min(MAX_STRATEGIES);
     for slot in SLOTS.iter().take(used) {
@@ -544,7 +544,7 @@ fn dispatch(signal: libc::c_int, info: *const libc::siginfo_t, context: *const c
         }
         state.counters.handler_entries.add();
         if ours.is_some() {
-            stop_if_safe(state, context);
+            stop_if_safe(state, context, &mut mark);
             return false;
         }
         state.counters.forwarded.add();
@@ -555,8 +555,28 @@ fn dispatch(signal: libc::c_int, info: *const libc::siginfo_t, context: *const c
     ours.is_none()
 }
 
-/// Step 4: the P takes part in the barrier from here, or is left to its poll.
-fn stop_if_safe(state: &State, context: *const c_void) {
+/// The in-flight mark a signal of ours names, taken when [`TakeMark::now`] is called or,
+/// at the latest, when dropped.
+struct TakeMark(Option<(&'static crate::marks::Mark, u64)>);
+
+impl TakeMark {
+    fn now(&mut self) {
+        if let Some((mark, value)) = self.0.take() {
+            mark.take(value);
+        }
+    }
+}
+
+impl Drop for TakeMark {
+    fn drop(&mut self) {
+        self.now();
+    }
+}
+
+/// Step 4: the P takes part in the barrier from here, or is left to its poll. The mark is
+/// taken only once the P is parked, if it parks: until then a re-signal round sees a signal
+/// in flight, and afterwards a stopped P, and sends none.
+fn stop_if_safe(state: &State, context: *const c_void, mark: &mut TakeMark) {
     if caused_eintr(context) {
         state.counters.eintr.add();
     }
@@ -574,6 +594,7 @@ fn stop_if_safe(state: &State, context: *const c_void) {
         return;
     };
     word.0.park();
+    mark.now();
     if !state.pending.is_open() && word.0.unpark() {
         // The barrier was abandoned (a panic in the requester) as we parked.
         return;
