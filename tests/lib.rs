@@ -60,28 +60,61 @@ pub fn runtime(plugin: &Plugin, config: &str, procs: usize) -> Arc<Runtime> {
     Arc::new(rt)
 }
 
-/// `rt.block_on(f)`, failing the test with a goroutine dump if `f` has not returned after
-/// [`WATCHDOG`].
-pub fn block_on_bounded<R: Send + 'static>(
+/// `rt.block_on(f)` on a helper thread: `f`'s result (a panic resumes here), or `None` if it
+/// has not returned after `limit`.
+fn block_on_within<R: Send + 'static>(
     rt: &Arc<Runtime>,
+    limit: Duration,
     f: impl FnOnce() -> R + Send + 'static,
-) -> R {
+) -> Option<R> {
     let (tx, rx) = std::sync::mpsc::channel();
     let rt2 = Arc::clone(rt);
     std::thread::spawn(move || {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt2.block_on(f)));
         let _ = tx.send(result);
     });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(Ok(r)) => r,
+    match rx.recv_timeout(limit) {
+        Ok(Ok(r)) => Some(r),
         Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!(
+        Err(_) => None,
+    }
+}
+
+/// `rt.block_on(f)`, failing the test with a goroutine dump if `f` has not returned after
+/// [`WATCHDOG`].
+pub fn block_on_bounded<R: Send + 'static>(
+    rt: &Arc<Runtime>,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    block_on_within(rt, WATCHDOG, f).unwrap_or_else(|| {
+        panic!(
             "watchdog: the test did not finish in {WATCHDOG:?}\nlast safepoint timeout report:\n{}\ngoroutines:\n{}",
             rt.last_timeout_report()
                 .map_or("none".to_owned(), |r| r.to_string()),
             rt.goroutine_dump()
-        ),
-    }
+        )
+    })
+}
+
+/// `rt.block_on(f)` for a test that expects a hang before its fix: after `limit`, reports
+/// that `what` hung, with the goroutine dump, and ends the test process with status 101 (a
+/// failed test). Not a panic: the hang may be in a lock that panicking needs (the panic
+/// hook's backtrace lock), and a hung runtime cannot shut down.
+pub fn block_on_or_exit<R: Send + 'static>(
+    rt: &Arc<Runtime>,
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    block_on_within(rt, limit, f).unwrap_or_else(|| {
+        use std::io::Write;
+        let dump = rt.goroutine_dump();
+        let _ = writeln!(
+            std::io::stderr(),
+            "test failed: {what} did not finish in {limit:?}\ngoroutines:\n{dump}"
+        );
+        std::process::exit(101)
+    })
 }
 
 /// Mutator goroutines of each kind, running until [`Mutators::stop`].

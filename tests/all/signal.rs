@@ -19,7 +19,8 @@ use safepoint_host::runtime::{self, Runtime, WaitReason};
 use safepoint_host::safepoint::{BarrierError, acquire_world, for_each_p};
 use safepoint_host::workload::work;
 use safepoint_tests::{
-    Loops, P_COUNTS, block_on_bounded, counter, per_p, runtime, set_blocked, shipped, sole_owner,
+    Loops, P_COUNTS, block_on_bounded, block_on_or_exit, counter, per_p, runtime, set_blocked,
+    shipped, sole_owner,
 };
 
 const BARRIERS: u64 = 1000;
@@ -493,27 +494,16 @@ fn a_signal_the_kernel_discarded_is_sent_again() {
         while !flags[started].load(Ordering::Acquire) {
             std::thread::yield_now();
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let rt2 = Arc::clone(&rt);
-        std::thread::spawn(move || {
-            let result = rt2.block_on(|| {
+        block_on_or_exit(
+            &rt,
+            Duration::from_secs(10),
+            "the barrier (a discarded signal's mark stuck?)",
+            || {
                 let world = acquire_world();
                 for_each_p(&world, WaitReason::GcMarkTermination, |_| {}).map(drop)
-            });
-            let _ = tx.send(result.map_err(|e| e.to_string()));
-        });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(result) => result.expect("barrier"),
-            Err(_) => {
-                // The barrier waits for ever: the runtime cannot shut down.
-                let taken = flags[taken].load(Ordering::Acquire);
-                std::mem::forget(rt);
-                panic!(
-                    "the barrier did not complete in 10 s (the goroutine took the signal: \
-                     {taken}): the discarded signal's mark stuck"
-                );
-            }
-        }
+            },
+        )
+        .expect("barrier");
         assert!(flags[taken].load(Ordering::Acquire));
         assert!(
             counter(&rt, "discarded signals sent again") >= 1,
@@ -531,8 +521,9 @@ fn a_signal_the_kernel_discarded_is_sent_again() {
 /// requester serves another, and a re-signal round comes before the requester takes it.
 /// Every spinner is stopped in its handler once per barrier, so every signal beyond that was
 /// sent to a P already stopped: it would be delivered once the handler returns, with
-/// nothing left to do (or as the next barrier's signal). (Two are allowed: a re-signal round
-/// can still meet a handler between taking its mark and parking.)
+/// nothing left to do (or as the next barrier's signal). (Apart from those counted as sent
+/// again after a discard: a handler that waits longer than four re-signal intervals between
+/// delivery and parking, on a loaded machine, looks like one.)
 #[test]
 fn a_p_stopped_in_its_handler_is_not_signalled_again() {
     const SLOW_BARRIERS: u64 = 400;
@@ -548,11 +539,58 @@ fn a_p_stopped_in_its_handler_is_not_signalled_again() {
     spinners.stop();
     let stops = counter(&rt, "stops at async safe points");
     let sent = counter(&rt, "signals sent");
+    let resent = counter(&rt, "discarded signals sent again");
     assert_eq!(stops, 5 * SLOW_BARRIERS, "{:?}", rt.strategy_counters());
     assert!(
-        sent - stops <= 2,
+        sent <= stops + resent,
         "{} signals beyond one per stop: {:?}",
-        sent - stops,
+        sent.saturating_sub(stops + resent),
+        rt.strategy_counters()
+    );
+}
+
+/// Issue 11, defect 3: a goroutine stopped in its handler may hold a lock of the standard
+/// library: here the backtrace lock, which `Backtrace::force_capture` holds as it walks the
+/// stack and which the default panic hook takes to print. A barrier whose `f` panics for that
+/// P must still complete: the host records the panic's message without the panic hook.
+#[test]
+fn a_panic_in_f_is_recorded_while_a_stopped_goroutine_holds_the_backtrace_lock() {
+    const PANICKING_BARRIERS: u64 = 300;
+    let rt = runtime(&signal(), "", 2);
+    let capturer = Loops::start(
+        &rt,
+        1,
+        |x| {
+            drop(std::hint::black_box(
+                std::backtrace::Backtrace::force_capture(),
+            ));
+            x + 1
+        },
+        || {},
+    );
+    let panics = block_on_or_exit(
+        &rt,
+        Duration::from_secs(30),
+        "barriers whose f panics",
+        || {
+            let own = runtime::current_p_id();
+            (0..PANICKING_BARRIERS)
+                .filter(|_| {
+                    let world = acquire_world();
+                    let result = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
+                        assert!(Some(p) == own, "f refuses {p}");
+                    });
+                    matches!(result, Err(BarrierError::FnPanicked { message, .. })
+                        if message.starts_with("f refuses"))
+                })
+                .count() as u64
+        },
+    );
+    capturer.stop();
+    assert_eq!(panics, PANICKING_BARRIERS);
+    assert!(
+        counter(&rt, "stops at async safe points") > 0,
+        "{:?}",
         rt.strategy_counters()
     );
 }
