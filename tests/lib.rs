@@ -122,6 +122,24 @@ pub fn within<R: Send + 'static>(
     }
 }
 
+/// `rt.block_on(f)` for a test that expects a hang before its fix: after `limit`, reports
+/// that `what` hung, with the goroutine dump, and ends the test process with status 101 (a
+/// failed test). Not a panic: the hang may be in a lock that panicking needs (the panic
+/// hook's backtrace lock), and a hung runtime cannot shut down.
+pub fn block_on_or_exit<R: Send + 'static>(
+    rt: &Arc<Runtime>,
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let rt2 = Arc::clone(rt);
+    within(rt, limit, what, move || rt2.block_on(f)).unwrap_or_else(|hung| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "test failed: {hung}");
+        std::process::exit(101)
+    })
+}
+
 /// Polls `done` until it holds, failing the test after the watchdog's time.
 pub fn await_condition(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + WATCHDOG;
@@ -423,5 +441,23 @@ fn first_allowed_cpu() -> usize {
         (0..libc::CPU_SETSIZE as usize)
             .find(|&cpu| libc::CPU_ISSET(cpu, &set))
             .expect("a thread may run on some CPU")
+    }
+}
+
+/// Blocks or unblocks `signal` for the calling thread. A goroutine may move to another M at
+/// any safe point, and the mask is the thread's.
+pub fn set_blocked(signal: libc::c_int, blocked: bool) {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; a null old-set
+    // pointer is allowed.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
     }
 }

@@ -452,6 +452,17 @@ impl Counter {
 ///
 /// The host wraps the user's function: the wrapper counts calls per P (the host's
 /// exactly-once check) and catches panics, so calling it from plugin code never unwinds.
+///
+/// # What `f` may do
+///
+/// `f(p)` may touch runtime state and `p`'s P-local state, and take the runtime's own locks.
+/// It must not take a process-global lock that ordinary goroutine code may hold (the stderr
+/// lock of `println!`, an application `Mutex`, a `OnceLock` being initialised, the dynamic
+/// loader's lock): while it runs, other Ps may be stopped wherever their goroutine was, at
+/// an asynchronous safe point, and one may hold that lock until the barrier ends. So `f`
+/// does not print, log through `std::io`, or wait for application locks. (As in Go, where
+/// code that runs with the world stopped must not take a lock a goroutine may hold.) A
+/// panic of `f` is caught and reported by the host, without the panic hook's output.
 #[sabi_trait]
 pub trait SafePointFn: Send + Sync + Clone {
     /// Runs the barrier's function for `p`. The caller must own `p`: `p` is at a safe point

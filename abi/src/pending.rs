@@ -6,7 +6,7 @@
 
 use std::ops::Deref;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::{HostRef, PId, PStatus, SafePointFnArc};
 
@@ -24,27 +24,130 @@ impl<T> Deref for CachePadded<T> {
     }
 }
 
-/// The Ps a barrier must still reach, as seen by [`PendingPs::begin`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Round {
+/// A P's state in a barrier: the barrier's round number (30 bits, wrapping) and a status.
+/// The round number keeps a server of the last barrier, still finishing, from touching the
+/// P's state in the next one.
+mod state {
+    /// Not part of the barrier, or served and acknowledged.
+    pub(super) const IDLE: u32 = 0;
+    /// `f` has yet to run for the P.
+    pub(super) const PENDING: u32 = 1;
+    /// Claimed: `f` runs or ran for the P, and its server has not finished acknowledging.
+    pub(super) const SERVING: u32 = 2;
+    const STATUS: u32 = 0b11;
+
+    pub(super) fn status(word: u32) -> u32 {
+        word & STATUS
+    }
+
+    /// `word`'s round with `status`.
+    pub(super) fn with(word: u32, status: u32) -> u32 {
+        word & !STATUS | status
+    }
+
+    /// Round `round`'s word with `status`.
+    pub(super) fn of(round: u32, status: u32) -> u32 {
+        round << 2 | status
+    }
+}
+
+/// The Ps a barrier must still reach, as seen by [`PendingPs::begin`]; the barrier's round
+/// guard.
+///
+/// A round ends with [`PendingPs::end`] (or [`Round::end`]) once every P has acknowledged.
+/// Dropped before that, on an early return or while a panic unwinds through the strategy,
+/// it *abandons* the round: it closes it ([`PendingPs::is_open`] turns false), withdraws
+/// every P still pending (disarming its poll word, so that it never runs `f` late), waits
+/// until no P is still serving (running `f` or acknowledging), and forgets `f`. A strategy
+/// whose Ps wait for the requester elsewhere (the signal strategy's park words) releases
+/// them after this guard has closed the round.
+#[must_use = "dropping the round abandons the barrier"]
+pub struct Round<'a> {
     /// The requester's own P, if it holds one: the requester runs `f` for it directly.
     pub own: Option<PId>,
     /// Every other P that was not `Dead`, each marked pending.
     pub others: Vec<PId>,
+    /// Its number.
+    number: u32,
+    pending: &'a PendingPs,
+    host: &'a HostRef,
 }
 
-/// The pending flag of every P and the barrier's function.
+impl Round<'_> {
+    /// Ends the round: every P of it has acknowledged. The same as [`PendingPs::end`].
+    pub fn end(self) {
+        self.pending.end();
+    }
+}
+
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        if self.pending.is_open() && self.pending.round.load(Ordering::Relaxed) == self.number {
+            self.pending.abandon(self.host, &self.others);
+        }
+    }
+}
+
+impl std::fmt::Debug for Round<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Round")
+            .field("own", &self.own)
+            .field("others", &self.others)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A claimed P, serving until dropped.
+struct Served<'a> {
+    word: &'a AtomicU32,
+    claimed: u32,
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        // Fails if the next barrier has begun meanwhile: its state is not ours to touch.
+        let _ = self.word.compare_exchange(
+            self.claimed,
+            state::with(self.claimed, state::IDLE),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// For a P its caller has claimed: runs `f(p)`, disarms `p` (before the acknowledgement, so
+/// that a late disarm cannot clobber the next barrier's arm), acknowledges, and only then
+/// lets the P count as finished.
+fn run_claimed<R>(
+    _served: Served<'_>,
+    host: &HostRef,
+    p: PId,
+    f: &SafePointFnArc,
+    acknowledge: impl FnOnce() -> R,
+) -> R {
+    f.call(p);
+    host.disarm_poll(p);
+    acknowledge()
+}
+
+/// The pending state of every P and the barrier's function.
 ///
-/// `pending[p]` is set while `f` has not run for `p` in this barrier. The requester and `p`'s
-/// own M both try to clear it with a compare-and-swap ([`PendingPs::claim`]); the one that wins
-/// runs `f(p)`, so `f` runs exactly once. The winner disarms `p`'s poll word *before* it
-/// acknowledges, so a late disarm cannot clobber the next barrier's arm: the next barrier
-/// begins only after every acknowledgement.
+/// `pending[p]` is `PENDING` while `f` has not run for `p` in this barrier. The requester and
+/// `p`'s own M both try to move it to `SERVING` with a compare-and-swap ([`PendingPs::serve`]
+/// and the methods built on it); the one that wins runs `f(p)`, so `f` runs exactly once.
+/// The winner disarms `p`'s poll word *before* it acknowledges, so a late disarm cannot
+/// clobber the next barrier's arm: the next barrier begins only after every
+/// acknowledgement. It puts `p` back to `IDLE` only after its acknowledgement, so that an
+/// abandoned round ([`Round`]) can wait until no acknowledgement of it is still on its way.
 pub struct PendingPs {
-    pending: Box<[CachePadded<AtomicBool>]>,
+    pending: Box<[CachePadded<AtomicU32>]>,
+    /// The number of the last round begun (30 bits, wrapping).
+    round: AtomicU32,
+    /// A round is in flight: from [`PendingPs::begin`] to its end or abandonment.
+    open: AtomicBool,
     /// The barrier's function, while one is in flight. Written only by the requester, before
-    /// it arms any P and after every P acknowledged, so a P that won its claim never waits
-    /// for the lock.
+    /// it arms any P and after every P acknowledged (or was withdrawn), so a P that won its
+    /// claim never waits for the lock.
     f: RwLock<Option<SafePointFnArc>>,
 }
 
@@ -53,6 +156,8 @@ impl PendingPs {
     pub fn new(procs: u32) -> PendingPs {
         PendingPs {
             pending: (0..procs).map(|_| CachePadded::default()).collect(),
+            round: AtomicU32::new(0),
+            open: AtomicBool::new(false),
             f: RwLock::new(None),
         }
     }
@@ -61,18 +166,28 @@ impl PendingPs {
     /// is not `Dead`. Arms nothing: the caller arms [`Round::others`] once its own count of
     /// acknowledgements is set, and the arm (sequentially consistent) publishes all of this.
     ///
-    /// The caller holds worldsema: no other barrier is in flight.
-    pub fn begin(&self, host: &HostRef, f: &SafePointFnArc) -> Round {
-        *self.f.write().expect("f lock poisoned") = Some(f.clone());
+    /// The caller holds worldsema: no other barrier is in flight. Keep the returned round
+    /// until the barrier ends: dropping it earlier abandons the barrier (see [`Round`]).
+    pub fn begin<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc) -> Round<'a> {
+        *self.f.write().unwrap_or_else(|e| e.into_inner()) = Some(f.clone());
         let own = host.current_p().into_option();
         let others: Vec<PId> = (0..self.pending.len() as u32)
             .map(PId)
             .filter(|&p| Some(p) != own && host.p_status(p) != PStatus::Dead)
             .collect();
+        let round = self.round.load(Ordering::Relaxed).wrapping_add(1) & (u32::MAX >> 2);
+        self.round.store(round, Ordering::Relaxed);
         for &p in &others {
-            self.pending[p.index()].store(true, Ordering::Relaxed);
+            self.pending[p.index()].store(state::of(round, state::PENDING), Ordering::Relaxed);
         }
-        Round { own, others }
+        self.open.store(true, Ordering::SeqCst);
+        Round {
+            own,
+            others,
+            number: round,
+            pending: self,
+            host,
+        }
     }
 
     /// The requester's pass over the round, once its count of acknowledgements is set: arms
@@ -84,7 +199,7 @@ impl PendingPs {
     pub fn arm_and_serve_parked(
         &self,
         host: &HostRef,
-        round: &Round,
+        round: &Round<'_>,
         f: &SafePointFnArc,
         mut acknowledge: impl FnMut(),
     ) {
@@ -95,72 +210,138 @@ impl PendingPs {
             f.call(own);
         }
         for &p in &round.others {
-            if self.serve_if_parked(host, p, f) {
-                acknowledge();
-            }
+            self.serve_if_parked(host, p, f, &mut acknowledge);
         }
     }
 
-    /// Ends the barrier: forgets `f`. Every P of the round has acknowledged.
+    /// Ends the barrier: closes the round and forgets `f`. Every P of the round has
+    /// acknowledged.
     pub fn end(&self) {
-        *self.f.write().expect("f lock poisoned") = None;
+        self.open.store(false, Ordering::SeqCst);
+        *self.f.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Whether a round is in flight: begun, and neither ended nor abandoned. Sequentially
+    /// consistent. Async-signal-safe.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Whether `f` has yet to be claimed for `p` in this barrier. Async-signal-safe.
     ///
-    /// Sequentially consistent, like [`PendingPs::claim`]: a requester that arms a P again
+    /// Sequentially consistent, like the claim: a requester that arms a P again
     /// (sequentially consistent too) and then finds it no longer pending may disarm it, and
     /// cannot leave a stale arm behind. Either its load came after the claim, or the
     /// claimer's disarm comes after its arm.
     pub fn is_pending(&self, p: PId) -> bool {
         self.pending
             .get(p.index())
-            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+            .is_some_and(|word| state::status(word.load(Ordering::SeqCst)) == state::PENDING)
     }
 
-    /// Claims `p`: true for exactly one caller per barrier, which must then run `f(p)` and
-    /// disarm ([`PendingPs::run_claimed`]) before acknowledging. Async-signal-safe.
-    pub fn claim(&self, p: PId) -> bool {
-        self.pending.get(p.index()).is_some_and(|flag| {
-            flag.compare_exchange(true, false, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        })
+    /// Claims `p`; if the claim wins (exactly one caller per barrier does), runs `f(p)`,
+    /// disarms `p` and calls `acknowledge`, and only then lets the round count `p` as
+    /// finished. Returns what `acknowledge` returned, or `None` if the claim failed (the P
+    /// was served by someone else, or the arm was stale). The caller must own `p`.
+    pub fn serve<R>(
+        &self,
+        host: &HostRef,
+        p: PId,
+        f: &SafePointFnArc,
+        acknowledge: impl FnOnce() -> R,
+    ) -> Option<R> {
+        let served = self.claim(p)?;
+        Some(run_claimed(served, host, p, f, acknowledge))
     }
 
-    /// For a P the caller has claimed: runs `f(p)`, then disarms `p` (before the caller
-    /// acknowledges, so a late disarm cannot clobber the next barrier's arm).
-    pub fn run_claimed(&self, host: &HostRef, p: PId, f: &SafePointFnArc) {
-        f.call(p);
-        host.disarm_poll(p);
-    }
-
-    /// The poll's slow path, on `p`'s own M at a safe point: claims `p`, runs the published
-    /// `f(p)` and disarms `p`. Returns whether it ran `f`; if so the caller acknowledges.
-    /// A failed claim (the requester served `p`, or the arm was stale) does nothing.
-    pub fn serve_at_safe_point(&self, host: &HostRef, p: PId) -> bool {
-        if !self.claim(p) {
-            return false;
-        }
-        let f = self.f.read().expect("f lock poisoned").clone();
+    /// The poll's slow path, on `p`'s own M at a safe point: serves `p` with the published
+    /// `f` ([`PendingPs::serve`]). A failed claim (the requester served `p`, or the arm was
+    /// stale) does nothing and returns `None`.
+    pub fn serve_at_safe_point<R>(
+        &self,
+        host: &HostRef,
+        p: PId,
+        acknowledge: impl FnOnce() -> R,
+    ) -> Option<R> {
+        let served = self.claim(p)?;
+        // Claimed: `f` stays published until this P has finished.
+        let f = self.f.read().unwrap_or_else(|e| e.into_inner()).clone();
         let f = f.expect("a claimed P has a barrier function");
-        self.run_claimed(host, p, &f);
-        true
+        Some(run_claimed(served, host, p, &f, acknowledge))
+    }
+
+    /// Moves `p` from pending to serving; the guard puts it back to idle when dropped, even
+    /// if the server unwinds. `None` if `p` is not pending.
+    fn claim(&self, p: PId) -> Option<Served<'_>> {
+        let word = self.pending.get(p.index())?;
+        let pending = word.load(Ordering::SeqCst);
+        if state::status(pending) != state::PENDING {
+            return None;
+        }
+        let claimed = state::with(pending, state::SERVING);
+        word.compare_exchange(pending, claimed, Ordering::SeqCst, Ordering::Relaxed)
+            .ok()?;
+        Some(Served { word, claimed })
     }
 
     /// The requester, for a P it does not own: if `p` is parked (idle or in a syscall), stops
-    /// it, runs `f(p)` on its behalf if the claim succeeds, disarms and releases it. Returns
-    /// whether it ran `f`; if so the caller acknowledges. A P that cannot be stopped is
+    /// it, serves it on its behalf ([`PendingPs::serve`]) and releases it. Returns what
+    /// `acknowledge` returned, or `None` if `f` did not run: a P that cannot be stopped is
     /// running, and serves itself at its next safe point.
-    pub fn serve_if_parked(&self, host: &HostRef, p: PId, f: &SafePointFnArc) -> bool {
+    pub fn serve_if_parked<R>(
+        &self,
+        host: &HostRef,
+        p: PId,
+        f: &SafePointFnArc,
+        acknowledge: impl FnOnce() -> R,
+    ) -> Option<R> {
         if !host.try_stop_parked_p(p) {
-            return false;
+            return None;
         }
-        let ran = self.claim(p);
-        if ran {
-            self.run_claimed(host, p, f);
+        /// Gives the P back even if `f` or `acknowledge` unwinds.
+        struct Stopped<'a>(&'a HostRef, PId);
+        impl Drop for Stopped<'_> {
+            fn drop(&mut self) {
+                self.0.release_p(self.1);
+            }
         }
-        host.release_p(p);
-        ran
+        let _stopped = Stopped(host, p);
+        self.serve(host, p, f, acknowledge)
+    }
+
+    /// [`Round`]'s drop before the round ended: closes it, withdraws every P of `others`
+    /// still pending (and disarms it), waits until no P is still serving, forgets `f`.
+    fn abandon(&self, host: &HostRef, others: &[PId]) {
+        self.open.store(false, Ordering::SeqCst);
+        let round = self.round.load(Ordering::Relaxed);
+        for &p in others {
+            let withdrawn = self.pending.get(p.index()).is_some_and(|word| {
+                word.compare_exchange(
+                    state::of(round, state::PENDING),
+                    state::of(round, state::IDLE),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            });
+            if withdrawn {
+                host.disarm_poll(p);
+            }
+        }
+        // A P that won its claim runs `f` on its own M and acknowledges; the next barrier
+        // must not begin before it has (its acknowledgement would count for that one).
+        for word in self.pending.iter() {
+            let mut spins = 0u32;
+            while word.load(Ordering::Acquire) == state::of(round, state::SERVING) {
+                if spins < 64 {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        *self.f.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -262,28 +443,29 @@ mod tests {
         let pending = PendingPs::new(4);
         let round = pending.begin(&host, &f);
         assert_eq!(
-            round,
-            Round {
-                own: Some(PId(0)),
-                others: vec![PId(1), PId(2)],
-            }
+            (round.own, round.others.as_slice()),
+            (Some(PId(0)), [PId(1), PId(2)].as_slice())
         );
         assert!(!pending.is_pending(PId(0)) && !pending.is_pending(PId(3)));
         assert!(pending.is_pending(PId(1)) && pending.is_pending(PId(2)));
+        round.end();
     }
 
     #[test]
     fn exactly_one_claim_wins() {
-        let (host, _, _, f) = setup();
+        let (host, _, calls, f) = setup();
         let pending = PendingPs::new(4);
-        pending.begin(&host, &f);
-        assert!(pending.claim(PId(1)));
-        assert!(!pending.claim(PId(1)));
+        let round = pending.begin(&host, &f);
+        assert_eq!(pending.serve(&host, PId(1), &f, || 7), Some(7));
+        assert_eq!(pending.serve(&host, PId(1), &f, || 7), None);
         assert!(!pending.is_pending(PId(1)));
-        assert!(
-            !pending.claim(PId(7)),
+        assert_eq!(
+            pending.serve(&host, PId(7), &f, || 7),
+            None,
             "a P that does not exist is never pending"
         );
+        assert_eq!(count(&calls), [0, 1, 0, 0]);
+        round.end();
     }
 
     #[test]
@@ -297,8 +479,14 @@ mod tests {
         assert_eq!(count(&calls), [1, 0, 1, 0]);
         assert_eq!(armed(&fake), [false, true, false, false]);
         assert_eq!(host.p_status(PId(2)), PStatus::Idle, "released");
-        assert!(!pending.serve_if_parked(&host, PId(2), &f), "served once");
+        assert_eq!(
+            pending.serve_if_parked(&host, PId(2), &f, || ()),
+            None,
+            "served once"
+        );
         assert!(pending.is_pending(PId(1)));
+        assert!(pending.serve_at_safe_point(&host, PId(1), || ()).is_some());
+        round.end();
     }
 
     #[test]
@@ -307,10 +495,121 @@ mod tests {
         let pending = PendingPs::new(4);
         let round = pending.begin(&host, &f);
         pending.arm_and_serve_parked(&host, &round, &f, || {});
-        assert!(pending.serve_at_safe_point(&host, PId(1)));
-        assert!(!pending.serve_at_safe_point(&host, PId(1)), "a stale arm");
+        assert_eq!(
+            pending.serve_at_safe_point(&host, PId(1), || "ack"),
+            Some("ack")
+        );
+        assert_eq!(
+            pending.serve_at_safe_point(&host, PId(1), || "ack"),
+            None,
+            "a stale arm"
+        );
         pending.end();
+        drop(round);
+        assert!(!pending.is_open());
         assert_eq!(count(&calls), [1, 1, 1, 0]);
         assert_eq!(armed(&fake), [false; 4]);
+    }
+
+    /// Issue 11, defect 7: a round dropped before its end (a panic in the strategy) closes,
+    /// withdraws and disarms the Ps still pending, and forgets `f`: no P runs it late.
+    #[test]
+    fn an_abandoned_round_withdraws_its_pending_ps_and_forgets_f() {
+        let (host, fake, calls, f) = setup();
+        let pending = PendingPs::new(4);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let round = pending.begin(&host, &f);
+            for &p in &round.others {
+                host.arm_poll(p);
+            }
+            assert!(pending.is_open());
+            panic!("a strategy bug while P1 and P2 are pending");
+        }));
+        assert!(unwound.is_err());
+        assert!(!pending.is_open());
+        assert!(!pending.is_pending(PId(1)) && !pending.is_pending(PId(2)));
+        assert_eq!(armed(&fake), [false; 4], "withdrawn Ps are disarmed");
+        assert_eq!(pending.serve_at_safe_point(&host, PId(1), || ()), None);
+        assert!(pending.f.read().unwrap().is_none());
+        assert_eq!(count(&calls), [0; 4], "f never ran");
+    }
+
+    /// An abandoned round waits until a P that already won its claim has acknowledged: its
+    /// acknowledgement must not count for the next barrier.
+    #[test]
+    fn an_abandoned_round_waits_for_a_p_still_serving() {
+        let (host, _, _, f) = setup();
+        let pending = std::sync::Arc::new(PendingPs::new(4));
+        let round = pending.begin(&host, &f);
+        let (acked, entered) = (
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            std::sync::Arc::new(std::sync::Barrier::new(2)),
+        );
+        let server = {
+            let (pending, host, acked, entered) = (
+                std::sync::Arc::clone(&pending),
+                host.clone(),
+                std::sync::Arc::clone(&acked),
+                std::sync::Arc::clone(&entered),
+            );
+            std::thread::spawn(move || {
+                pending.serve_at_safe_point(&host, PId(1), || {
+                    entered.wait();
+                    // Acknowledges only once the abandonment has begun.
+                    while pending.is_open() {
+                        std::hint::spin_loop();
+                    }
+                    acked.store(true, Ordering::SeqCst);
+                })
+            })
+        };
+        entered.wait();
+        drop(round);
+        assert!(
+            acked.load(Ordering::SeqCst),
+            "abandoned before P1 acknowledged"
+        );
+        assert_eq!(server.join().unwrap(), Some(()));
+        assert!(!pending.is_pending(PId(2)), "P2 withdrawn");
+    }
+
+    /// A P's server may still be finishing (its acknowledgement done, so the barrier ended)
+    /// when the next barrier marks the P pending: it must leave the new mark alone.
+    #[test]
+    fn a_server_finishing_late_leaves_the_next_barrier_alone() {
+        let (host, _, calls, f) = setup();
+        let pending = PendingPs::new(4);
+        let first = pending.begin(&host, &f);
+        let mut second = None;
+        pending.serve_at_safe_point(&host, PId(1), || {
+            pending.serve(&host, PId(2), &f, || ());
+            // P1's acknowledgement was the last: the requester ends this barrier and begins
+            // the next before P1's server has returned.
+            pending.end();
+            second = Some(pending.begin(&host, &f));
+        });
+        drop(first);
+        assert!(
+            pending.is_open(),
+            "the old round's guard left the new one alone"
+        );
+        assert!(pending.is_pending(PId(1)), "P1 is pending in the new round");
+        assert!(pending.is_pending(PId(2)));
+        assert_eq!(count(&calls), [0, 1, 1, 0]);
+        second.expect("begun").end();
+    }
+
+    /// A server whose acknowledgement unwinds still finishes, so an abandonment cannot hang.
+    #[test]
+    fn a_server_that_unwinds_still_finishes() {
+        let (host, _, _, f) = setup();
+        let pending = PendingPs::new(4);
+        let round = pending.begin(&host, &f);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pending.serve(&host, PId(1), &f, || panic!("in the acknowledgement"))
+        }));
+        assert!(unwound.is_err());
+        drop(round);
+        assert!(!pending.is_open());
     }
 }

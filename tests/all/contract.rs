@@ -1,9 +1,13 @@
 //! The host checks the strategy's contract itself: a strategy that skips or repeats a P, or
 //! panics, is reported as an error naming the strategy and the P, and the runtime goes on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use safepoint_abi::{ErrorKind, PId};
-use safepoint_host::runtime::WaitReason;
+use safepoint_host::runtime::{self, WaitReason};
 use safepoint_host::safepoint::{BarrierError, acquire_world, for_each_p};
+use safepoint_host::workloads::work;
 use safepoint_tests::{block_on_bounded, misbehave, polling, runtime};
 
 fn one_barrier(config: &str, procs: usize) -> Result<(), BarrierError> {
@@ -72,4 +76,71 @@ fn a_panic_in_f_is_reported_and_the_runtime_keeps_working() {
         "{err:?}"
     );
     second.expect("the next barrier works");
+}
+
+/// Issue 11, defect 7: a strategy that panics while a running P is still pending (armed, left
+/// to serve itself at its next poll) has the round abandoned as the panic unwinds: the P is
+/// withdrawn and disarmed, so it never runs `f` after `for_each_p` returned.
+#[test]
+fn a_panic_while_a_p_is_pending_withdraws_it_so_that_f_never_runs_late() {
+    let rt = runtime(&misbehave(), "panic_in=wait", 2);
+    let (returned, late, polls, running) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    // On the other P: computes without polling until the barrier has returned, then polls.
+    let (r, n, started) = (
+        Arc::clone(&returned),
+        Arc::clone(&polls),
+        Arc::clone(&running),
+    );
+    rt.spawn("poller", move || {
+        started.store(true, Ordering::Release);
+        let mut x = 0;
+        while n.load(Ordering::Relaxed) < 10_000 {
+            x = work(x);
+            if r.load(Ordering::Acquire) {
+                runtime::poll();
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        std::hint::black_box(x);
+    });
+    let (r, l, n) = (Arc::clone(&returned), Arc::clone(&late), Arc::clone(&polls));
+    let err = block_on_bounded(&rt, move || {
+        while !running.load(Ordering::Acquire) {
+            runtime::yield_now();
+        }
+        let world = acquire_world();
+        let r2 = Arc::clone(&r);
+        let result = for_each_p(&world, WaitReason::GcMarkTermination, move |_| {
+            if r2.load(Ordering::Acquire) {
+                l.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        r.store(true, Ordering::Release);
+        // Every one of these polls would serve a stale arm.
+        while n.load(Ordering::Relaxed) < 10_000 {
+            runtime::yield_now();
+        }
+        result.map(drop)
+    })
+    .expect_err("the strategy panics");
+    let BarrierError::Strategy { error, .. } = &err else {
+        panic!("expected a strategy error, got {err:?}");
+    };
+    assert_eq!(error.kind, ErrorKind::Panicked);
+    assert!(
+        error
+            .message
+            .contains("deliberate panic while 1 P(s) are pending"),
+        "{error}"
+    );
+    assert_eq!(
+        late.load(Ordering::Relaxed),
+        0,
+        "f ran for the pending P after for_each_p returned"
+    );
 }

@@ -13,10 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use safepoint_abi::ErrorKind;
 use safepoint_host::plugin::Plugin;
-use safepoint_host::runtime::{self, Runtime};
+use safepoint_host::runtime::{self, Runtime, WaitReason};
+use safepoint_host::safepoint::{BarrierError, acquire_world, for_each_p};
 use safepoint_host::workloads::work;
-use safepoint_tests::{Loops, P_COUNTS, counter, per_p, runtime, shipped, sole_owner};
+use safepoint_tests::{
+    Loops, P_COUNTS, block_on_bounded, block_on_or_exit, counter, per_p, runtime, set_blocked,
+    shipped, sole_owner,
+};
 
 const BARRIERS: u64 = 1000;
 /// Each scenario runs this many times per P count: signals make races likely.
@@ -121,22 +126,6 @@ fn a_goroutine_in_a_non_preemptible_region_is_reached_at_its_next_poll() {
             );
         }
     });
-}
-
-fn set_blocked(signal: libc::c_int, blocked: bool) {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; a null old-set
-    // pointer is allowed.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal);
-        let how = if blocked {
-            libc::SIG_BLOCK
-        } else {
-            libc::SIG_UNBLOCK
-        };
-        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
-    }
 }
 
 /// Work units between two polls of a goroutine whose thread blocks the signal: long enough
@@ -350,4 +339,258 @@ fn write(fd: libc::c_int, buf: &[u8]) -> Result<usize, std::io::ErrorKind> {
     // SAFETY: `buf` is readable for its length.
     let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
     usize::try_from(n).map_err(|_| std::io::Error::last_os_error().kind())
+}
+
+/// Goroutines that compute without ever polling, each counting its turns.
+struct Spinners {
+    turns: Arc<[AtomicU64]>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    done: runtime::WaitGroup,
+}
+
+impl Spinners {
+    /// Starts `n` of them and waits until each has turned.
+    fn start(rt: &Runtime, n: usize) -> Spinners {
+        let spinners = Spinners {
+            turns: per_p(n),
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            done: runtime::WaitGroup::new(),
+        };
+        for i in 0..n {
+            let (turns, stop, done) = (
+                Arc::clone(&spinners.turns),
+                Arc::clone(&spinners.stop),
+                spinners.done.clone(),
+            );
+            done.add(1);
+            rt.spawn("spinner", move || {
+                let mut x = i as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = work(x);
+                    turns[i].fetch_add(1, Ordering::Relaxed);
+                }
+                std::hint::black_box(x);
+                done.done();
+            });
+        }
+        let all_turned = spinners.all_turn_within(Duration::from_secs(10));
+        assert!(all_turned.is_ok(), "a spinner never started");
+        spinners
+    }
+
+    /// Waits until every spinner has turned again; on failure, names one that did not.
+    fn all_turn_within(&self, limit: Duration) -> Result<(), usize> {
+        let seen: Vec<u64> = self
+            .turns
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .collect();
+        let deadline = Instant::now() + limit;
+        for (i, before) in seen.into_iter().enumerate() {
+            while self.turns[i].load(Ordering::Relaxed) == before {
+                if Instant::now() > deadline {
+                    return Err(i);
+                }
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.done.wait();
+    }
+}
+
+/// Issue 11, defect 7: the requester panics (an injected fault) while it holds a P stopped
+/// in its handler, with others stopped there too. As the panic unwinds, the round is
+/// abandoned and every stopped P let go: each spinner runs on, and a strategy swapped in
+/// afterwards serves barriers.
+#[test]
+fn a_panic_in_the_requester_lets_every_p_stopped_in_its_handler_go() {
+    for procs in [2, 4] {
+        for _ in 0..ROUNDS {
+            let rt = runtime(&signal(), "fault=panic-serving-stopped-p", procs);
+            let spinners = Spinners::start(&rt, procs - 1);
+            let err = block_on_bounded(&rt, || {
+                let world = acquire_world();
+                for_each_p(&world, WaitReason::GcMarkTermination, |_| {}).map(drop)
+            })
+            .expect_err("the injected fault fails the barrier");
+            assert!(
+                matches!(&err, BarrierError::Strategy { error, .. }
+                    if error.kind == ErrorKind::Panicked && error.message.contains("injected fault")),
+                "{err:?}"
+            );
+            if let Err(stuck) = spinners.all_turn_within(Duration::from_secs(5)) {
+                // Its M waits in the handler for ever: the runtime cannot shut down.
+                std::mem::forget(rt);
+                panic!("{procs} Ps: spinner {stuck} is still stopped in its handler");
+            }
+            rt.swap_strategy(&signal(), "")
+                .expect("swap to a sound signal strategy");
+            Loops::start(&rt, 0, work, || {}).barriers(&rt, 100, |_| {});
+            spinners.stop();
+            sole_owner(rt).shutdown();
+        }
+    }
+}
+
+/// Whether `signal` is pending for the calling thread.
+fn pending_here(signal: libc::c_int) -> bool {
+    // SAFETY: plain data the call fills.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set);
+        libc::sigismember(&set, signal) == 1
+    }
+}
+
+/// Takes `signal`, pending for the calling thread which blocks it, with `sigtimedwait`: the
+/// kernel hands it over without running any handler.
+fn take_pending(signal: libc::c_int) -> libc::c_int {
+    // SAFETY: plain data, initialised before use; a zero timeout only polls.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        libc::sigtimedwait(&set, std::ptr::null_mut(), &zero)
+    }
+}
+
+/// Issue 11, defect 5: the application takes a signal of ours with `sigtimedwait` (as it
+/// might with a `signalfd`, or by ignoring the signal for a moment), so that no handler ever
+/// sees it, and its goroutine never polls. The mark of that signal must not stick: a few
+/// re-signal intervals later, the requester finds the signal no longer pending on the thread
+/// and sends another, which stops the P in its handler.
+#[test]
+fn a_signal_the_kernel_discarded_is_sent_again() {
+    for _ in 0..ROUNDS {
+        let rt = runtime(&signal(), "", 2);
+        let flags: Arc<[std::sync::atomic::AtomicBool; 3]> = Arc::new(Default::default());
+        let (started, taken, stop) = (0, 1, 2);
+        let g = Arc::clone(&flags);
+        rt.spawn("takes the signal with sigtimedwait", move || {
+            // Never polls: it stays on this M, and only a signal reaches its P.
+            set_blocked(libc::SIGURG, true);
+            g[started].store(true, Ordering::Release);
+            let mut x = 0;
+            while !pending_here(libc::SIGURG) {
+                x = work(x);
+            }
+            assert_eq!(take_pending(libc::SIGURG), libc::SIGURG);
+            set_blocked(libc::SIGURG, false);
+            g[taken].store(true, Ordering::Release);
+            while !g[stop].load(Ordering::Relaxed) {
+                x = work(x);
+            }
+            std::hint::black_box(x);
+        });
+        while !flags[started].load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        block_on_or_exit(
+            &rt,
+            Duration::from_secs(10),
+            "the barrier (a discarded signal's mark stuck?)",
+            || {
+                let world = acquire_world();
+                for_each_p(&world, WaitReason::GcMarkTermination, |_| {}).map(drop)
+            },
+        )
+        .expect("barrier");
+        assert!(flags[taken].load(Ordering::Acquire));
+        assert!(
+            counter(&rt, "discarded signals sent again") >= 1,
+            "{:?}",
+            rt.strategy_counters()
+        );
+        assert_eq!(counter(&rt, "stops at async safe points"), 1);
+        flags[stop].store(true, Ordering::Relaxed);
+        sole_owner(rt).shutdown();
+    }
+}
+
+/// Issue 11, defect 6: a P stopped in its handler, waiting for the requester, is not
+/// signalled again. `f` takes a while for every P, so that a P often parks while the
+/// requester serves another, and a re-signal round comes before the requester takes it.
+/// Every spinner is stopped in its handler once per barrier, so every signal beyond that was
+/// sent to a P already stopped: it would be delivered once the handler returns, with
+/// nothing left to do (or as the next barrier's signal). (Apart from those counted as sent
+/// again after a discard: a handler that waits longer than four re-signal intervals between
+/// delivery and parking, on a loaded machine, looks like one.)
+#[test]
+fn a_p_stopped_in_its_handler_is_not_signalled_again() {
+    const SLOW_BARRIERS: u64 = 400;
+    let rt = runtime(&signal(), "", 6);
+    let spinners = Loops::start(&rt, 5, work, || {});
+    spinners.barriers(&rt, SLOW_BARRIERS, |p| {
+        // For the Ps the requester serves on their behalf (not its own, which it serves
+        // first): longer than several re-signal intervals (100 µs).
+        if runtime::current_p_id().is_some_and(|own| own.index() != p) {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    spinners.stop();
+    let stops = counter(&rt, "stops at async safe points");
+    let sent = counter(&rt, "signals sent");
+    let resent = counter(&rt, "discarded signals sent again");
+    assert_eq!(stops, 5 * SLOW_BARRIERS, "{:?}", rt.strategy_counters());
+    assert!(
+        sent <= stops + resent,
+        "{} signals beyond one per stop: {:?}",
+        sent.saturating_sub(stops + resent),
+        rt.strategy_counters()
+    );
+}
+
+/// Issue 11, defect 3: a goroutine stopped in its handler may hold a lock of the standard
+/// library: here the backtrace lock, which `Backtrace::force_capture` holds as it walks the
+/// stack and which the default panic hook takes to print. A barrier whose `f` panics for that
+/// P must still complete: the host records the panic's message without the panic hook.
+#[test]
+fn a_panic_in_f_is_recorded_while_a_stopped_goroutine_holds_the_backtrace_lock() {
+    const PANICKING_BARRIERS: u64 = 300;
+    let rt = runtime(&signal(), "", 2);
+    let capturer = Loops::start(
+        &rt,
+        1,
+        |x| {
+            drop(std::hint::black_box(
+                std::backtrace::Backtrace::force_capture(),
+            ));
+            x + 1
+        },
+        || {},
+    );
+    let panics = block_on_or_exit(
+        &rt,
+        Duration::from_secs(30),
+        "barriers whose f panics",
+        || {
+            let own = runtime::current_p_id();
+            (0..PANICKING_BARRIERS)
+                .filter(|_| {
+                    let world = acquire_world();
+                    let result = for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
+                        assert!(Some(p) == own, "f refuses {p}");
+                    });
+                    matches!(result, Err(BarrierError::FnPanicked { message, .. })
+                        if message.starts_with("f refuses"))
+                })
+                .count() as u64
+        },
+    );
+    capturer.stop();
+    assert_eq!(panics, PANICKING_BARRIERS);
+    assert!(
+        counter(&rt, "stops at async safe points") > 0,
+        "{:?}",
+        rt.strategy_counters()
+    );
 }

@@ -10,7 +10,10 @@
 //! 5. Wait until no thread runs code of the old strategy: every call into a strategy holds a
 //!    reference to it, so the old one is out of use once this swap holds the last reference.
 //! 6. Detach every M from the old strategy and shut it down. It runs no code again; its
-//!    library stays mapped, since abi_stable never unloads one.
+//!    library stays mapped, since abi_stable never unloads one. The Ms live on: whatever
+//!    the old strategy still has on its way to them (the signal strategy's signals in
+//!    flight) is its own to drain at shutdown, and the detaches before it must not end
+//!    that (see the signal strategy's README, "Retirement").
 
 use std::fmt;
 use std::sync::Arc;

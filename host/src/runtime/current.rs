@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use safepoint_abi::PStatus;
+use safepoint_abi::{MId, PStatus};
 
-use super::g::{G, GoId, Switch};
+use super::g::{G, GoId, NO_M, Switch};
 use super::m::M;
 use super::p::{P, poll_bits};
 use super::status::{GStatus, WaitReason, backoff};
@@ -22,6 +22,10 @@ use crate::safepoint;
 thread_local! {
     static CURRENT_M: RefCell<Option<Arc<M>>> = const { RefCell::new(None) };
     // The rest are const-initialised and without destructor: readable from a signal handler.
+    /// The id of `CURRENT_M`, or `NO_M`.
+    static CURRENT_M_ID: Cell<u32> = const { Cell::new(NO_M) };
+    /// The P this thread runs goroutines for: `None` outside an M, while the M holds no P,
+    /// and inside a blocking section (the P is `Syscall` and may be stopped or retaken).
     static CURRENT_P: Cell<Option<&'static P>> = const { Cell::new(None) };
     /// Go's `m.locks`: the depth of non-preemptible regions. An M is one thread, so its
     /// count is thread-local.
@@ -31,22 +35,65 @@ thread_local! {
     static USER_CODE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether a signal handler on this thread interrupted an asynchronous safe point: goroutine
-/// code on an M that holds a running P, outside any non-preemptible region and holding no
-/// runtime lock (Go's `isAsyncSafePoint`). Async-signal-safe: it reads only const
-/// thread-locals and atomics.
-pub(crate) fn at_async_safe_point() -> bool {
+// Every access to the thread-locals above goes through one of the `#[inline(never)]`
+// accessors below. Code on a goroutine stack may resume on another thread after a switch;
+// inlined, an access could reuse a TLS address computed before the switch, on the old thread
+// (a release build of `poll_slow` did exactly that with `USER_CODE` around `yield_now`).
+
+#[inline(never)]
+fn user_code() -> bool {
     USER_CODE.with(Cell::get)
-        && LOCKS.with(Cell::get) == 0
-        && super::lock::held_by_this_thread() == 0
-        && CURRENT_P
-            .with(Cell::get)
-            .is_some_and(|p| p.status.load() == PStatus::Running)
 }
 
 /// Marks the M as running goroutine code or not; the scheduler calls it around `resume`.
+#[inline(never)]
 pub(crate) fn set_user_code(on: bool) {
     USER_CODE.with(|u| u.set(on));
+}
+
+#[inline(never)]
+fn replace_user_code(on: bool) -> bool {
+    USER_CODE.with(|u| u.replace(on))
+}
+
+/// The depth of non-preemptible regions of this thread.
+#[inline(never)]
+fn region_depth() -> u32 {
+    LOCKS.with(Cell::get)
+}
+
+/// Enters a non-preemptible region; returns the depth before.
+#[inline(never)]
+fn enter_region() -> u32 {
+    LOCKS.with(|l| l.replace(l.get() + 1))
+}
+
+/// Leaves a non-preemptible region; returns the depth before.
+#[inline(never)]
+fn leave_region() -> u32 {
+    LOCKS.with(|l| l.replace(l.get() - 1))
+}
+
+#[inline(never)]
+fn current_m_id() -> Option<MId> {
+    match CURRENT_M_ID.with(Cell::get) {
+        NO_M => None,
+        id => Some(MId(id)),
+    }
+}
+
+/// Whether a signal handler on this thread interrupted an asynchronous safe point: goroutine
+/// code on an M that holds a running P, outside any non-preemptible region and holding no
+/// runtime lock (Go's `isAsyncSafePoint`). The P must name this M as its holder: a thread
+/// whose P was stopped or handed to another M (a blocking section) is at no safe point of
+/// that P's. Async-signal-safe: it reads only const thread-locals and atomics.
+pub(crate) fn at_async_safe_point() -> bool {
+    user_code()
+        && region_depth() == 0
+        && super::lock::held_by_this_thread() == 0
+        && current_p().is_some_and(|p| {
+            p.status.load() == PStatus::Running && p.m().is_some_and(|m| Some(m) == current_m_id())
+        })
 }
 
 /// Runtime code called from a goroutine: not an asynchronous safe point while it lives.
@@ -57,7 +104,7 @@ struct RuntimeCode {
 impl RuntimeCode {
     fn enter() -> RuntimeCode {
         RuntimeCode {
-            was_user_code: USER_CODE.with(|u| u.replace(false)),
+            was_user_code: replace_user_code(false),
         }
     }
 }
@@ -69,7 +116,7 @@ impl Drop for RuntimeCode {
 }
 
 fn in_no_preempt_region() -> bool {
-    LOCKS.with(Cell::get) > 0
+    region_depth() > 0
 }
 
 /// The M of the calling thread, if it is one.
@@ -89,10 +136,13 @@ pub(crate) fn current_g() -> Option<Arc<G>> {
     current_m()?.curg()
 }
 
+#[inline(never)]
 pub(crate) fn enter_m(m: Option<Arc<M>>) {
+    CURRENT_M_ID.with(|id| id.set(m.as_ref().map_or(NO_M, |m| m.id.0)));
     CURRENT_M.with(|cur| *cur.borrow_mut() = m);
 }
 
+#[inline(never)]
 pub(crate) fn set_p(p: Option<&'static P>) {
     CURRENT_P.with(|cur| cur.set(p));
 }
@@ -228,8 +278,10 @@ pub fn go(name: &str, f: impl FnOnce() + Send + 'static) -> GoId {
 /// Runs `f`, a blocking call, as Go's `entersyscall`/`exitsyscall` bracket a syscall.
 ///
 /// The P goes to `Syscall` for the duration: a barrier runs its function on the P's behalf,
-/// and sysmon hands the P to another M if the call lasts. Outside a goroutine it just calls
-/// `f`.
+/// and sysmon hands the P to another M if the call lasts. The thread holds no P meanwhile
+/// ([`current_p_id`] is `None` inside `f`): a poll inside `f` serves nothing, and a signal
+/// handler does not take `f` for an asynchronous safe point. Outside a goroutine it just
+/// calls `f`.
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     if current_g().is_none() {
         return f();
@@ -238,6 +290,9 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     let p = current_p().expect("a running goroutine's M holds a P");
     p.syscall_tick.fetch_add(1, Ordering::Relaxed);
     sched::park_p(&m.shared, p, PStatus::Syscall);
+    // From here a requester may stop the P and sysmon may hand it to another M: until
+    // `exit_syscall` takes it back, this thread must neither serve it nor stop for it.
+    set_p(None);
     g.cas_status(GStatus::Running, GStatus::Syscall);
     let result = f();
     exit_syscall(m, g, p);
@@ -278,7 +333,7 @@ pub struct NoPreempt {
 
 /// Enters a non-preemptible region; see [`NoPreempt`]. `what` names it in timeout reports.
 pub fn no_preempt(what: &str) -> NoPreempt {
-    if LOCKS.with(|l| l.replace(l.get() + 1)) == 0
+    if enter_region() == 0
         && let Some(m) = current_m()
     {
         *m.region.lock() = Some(what.to_owned());
@@ -290,7 +345,7 @@ pub fn no_preempt(what: &str) -> NoPreempt {
 
 impl Drop for NoPreempt {
     fn drop(&mut self) {
-        if LOCKS.with(|l| l.replace(l.get() - 1)) == 1 {
+        if leave_region() == 1 {
             if let Some(m) = current_m() {
                 *m.region.lock() = None;
             }
@@ -308,6 +363,7 @@ mod tests {
     use super::*;
     use crate::plugin::{self, SearchPath};
     use crate::runtime::{Runtime, Sema};
+    use std::sync::atomic::AtomicBool;
 
     #[test]
     fn async_safe_points_are_goroutine_code_outside_regions_and_runtime_locks() {
@@ -330,5 +386,53 @@ mod tests {
             (plain, in_region, holding_runtime_lock, on_system_stack)
         });
         assert_eq!(seen, (true, false, false, false));
+    }
+
+    /// Spins until `flag` is set, failing the test after 10 s.
+    fn wait_for(flag: &AtomicBool, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !flag.load(Ordering::Acquire) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting until {what}"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// Issue 11, defect 1: while a goroutine is inside `blocking`, sysmon hands its P to
+    /// another M. The blocked thread must not act for that P any more: it holds no P, and a
+    /// signal landing there finds no asynchronous safe point.
+    #[test]
+    fn a_blocking_section_holds_no_p_while_another_m_runs_it() {
+        let polling = plugin::load("polling", &SearchPath::default()).expect("polling plugin");
+        let rt = Runtime::builder()
+            .procs(1)
+            .build(&polling, "")
+            .expect("runtime");
+        let seen = rt.block_on(|| {
+            let before = current_p_id();
+            let (running, checked) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let (r, c) = (Arc::clone(&running), Arc::clone(&checked));
+            // Queued on our P: sysmon retakes the P from the blocking section below and
+            // starts an M for it, which runs this goroutine.
+            go("runs on the retaken P", move || {
+                r.store(true, Ordering::Release);
+                wait_for(&c, "the blocked goroutine has looked");
+            });
+            let inside = blocking(|| {
+                wait_for(&running, "another M runs the retaken P");
+                let inside = (current_p_id(), at_async_safe_point());
+                checked.store(true, Ordering::Release);
+                inside
+            });
+            (before, inside, current_p_id())
+        });
+        let (before, inside, after) = seen;
+        assert!(before.is_some() && after.is_some(), "{seen:?}");
+        assert_eq!(inside, (None, false), "inside the blocking section");
     }
 }

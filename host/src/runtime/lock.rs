@@ -17,8 +17,19 @@ thread_local! {
 }
 
 /// How many runtime locks the calling thread holds. Async-signal-safe.
+///
+/// This and [`count_held`] are the only accesses to `HELD`, and are never inlined: a guard
+/// may be taken on a goroutine stack and dropped after a switch, on another thread, and an
+/// inlined access could reuse the TLS address computed before the switch.
+#[inline(never)]
 pub(crate) fn held_by_this_thread() -> u32 {
     HELD.with(Cell::get)
+}
+
+/// Adds `delta` (1 or -1) to the calling thread's count of held runtime locks.
+#[inline(never)]
+fn count_held(delta: i32) {
+    HELD.with(|h| h.set(h.get().wrapping_add_signed(delta)));
 }
 
 /// Counts one held lock for as long as it lives; not `Send`, like the guards it sits in.
@@ -31,14 +42,14 @@ struct Held(PhantomData<*const ()>);
 
 impl Held {
     fn new() -> Held {
-        HELD.with(|h| h.set(h.get() + 1));
+        count_held(1);
         Held(PhantomData)
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        HELD.with(|h| h.set(h.get() - 1));
+        count_held(-1);
     }
 }
 

@@ -4,10 +4,17 @@
 //! Nothing here may panic: these functions are called from plugin code through `extern "C"`
 //! shims, where an unwinding panic would end the process. A bad argument from a plugin
 //! (a P that does not exist, releasing a P it did not stop) is logged and ignored.
+//!
+//! Nothing here takes a process-global lock either, on the paths a plugin calls during a
+//! barrier and around `f`: a goroutine stopped in a signal handler may hold one (the stderr
+//! lock in the middle of a `println!`, the backtrace lock of a panic hook) for the whole
+//! barrier. The log writes with one `write(2)`; a panic of `f` is recorded without the panic
+//! hook's output ([`install_quiet_panic_hook`]).
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Once};
 
 use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
@@ -122,7 +129,7 @@ impl Host for HostHandle {
             LogLevel::Warn => "warning",
             LogLevel::Info => "info",
         };
-        eprintln!("safepoint: {level}: {message}");
+        sys::write_stderr(format!("safepoint: {level}: {message}\n").as_bytes());
     }
 
     fn at_async_safe_point(&self) -> bool {
@@ -189,6 +196,7 @@ struct CountedFn {
 }
 
 pub(crate) fn counted_fn(tally: &Arc<Tally>, f: BarrierFn) -> SafePointFnArc {
+    install_quiet_panic_hook();
     SafePointFn_TO::from_ptr(
         RArc::new(CountedFn {
             tally: Arc::clone(tally),
@@ -216,7 +224,10 @@ impl SafePointFn for CountedFn {
             };
             by.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (self.f)(p))) {
+        let outer = enter_barrier_fn(true);
+        let result = catch_unwind(AssertUnwindSafe(|| (self.f)(p)));
+        enter_barrier_fn(outer);
+        if let Err(payload) = result {
             let msg = payload
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -225,4 +236,40 @@ impl SafePointFn for CountedFn {
             self.tally.panicked.lock().get_or_insert((p, msg));
         }
     }
+}
+
+thread_local! {
+    /// The thread runs the user's barrier function: a panic there is recorded by
+    /// [`CountedFn`], and the panic hook stays silent.
+    static IN_BARRIER_FN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets whether the thread runs the barrier function; returns the previous setting. Not
+/// inlined, as every runtime thread-local access (see `runtime::current`).
+#[inline(never)]
+fn enter_barrier_fn(on: bool) -> bool {
+    IN_BARRIER_FN.with(|b| b.replace(on))
+}
+
+#[inline(never)]
+fn in_barrier_fn() -> bool {
+    IN_BARRIER_FN.with(Cell::get)
+}
+
+/// Installs, once per process, a panic hook that does nothing for a panic inside the
+/// barrier function and hands every other panic to the hook it replaced. The default hook
+/// takes the backtrace lock and writes to stderr, either of which a goroutine stopped in its
+/// handler may hold while `f` runs for its P; the message is recorded from the payload
+/// instead. A hook the application sets later replaces this one (and chains or not, as it
+/// chooses).
+fn install_quiet_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !in_barrier_fn() {
+                previous(info);
+            }
+        }));
+    });
 }

@@ -32,6 +32,24 @@ fn clock_nanos(clock: libc::clockid_t) -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Writes `bytes` to the standard error file descriptor with `write(2)`, without the lock of
+/// `std::io::stderr()`: a goroutine stopped in a signal handler in the middle of a
+/// `println!` may hold that lock for the whole barrier. A short write is finished; an
+/// error is dropped (there is nowhere to report it).
+pub(crate) fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a live slice of `bytes.len()` readable bytes.
+        let n = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[(n as usize).min(bytes.len())..];
+        } else if n == 0
+            || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
+            return;
+        }
+    }
+}
+
 /// `CLOCK_MONOTONIC` in nanoseconds. Async-signal-safe.
 pub(crate) fn monotonic_nanos() -> u64 {
     clock_nanos(libc::CLOCK_MONOTONIC)

@@ -132,9 +132,8 @@ impl FutexStrategy {
     fn repoke(&self, others: &[PId], f: &SafePointFnArc) {
         for &p in others.iter().filter(|&&p| self.pending.is_pending(p)) {
             self.host.arm_poll(p);
-            if self.pending.serve_if_parked(&self.host, p, f) {
-                self.count.ack_by_requester();
-            }
+            self.pending
+                .serve_if_parked(&self.host, p, f, || self.count.ack_by_requester());
         }
     }
 
@@ -188,9 +187,10 @@ impl Strategy for FutexStrategy {
 
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
-            if self.pending.serve_at_safe_point(&self.host, p)
-                && protocol::acknowledge(&Futex, &self.count)
-            {
+            let woke = self
+                .pending
+                .serve_at_safe_point(&self.host, p, || protocol::acknowledge(&Futex, &self.count));
+            if woke == Some(true) {
                 self.futex_wakes.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())

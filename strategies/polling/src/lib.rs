@@ -109,9 +109,10 @@ impl Strategy for Polling {
 
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
-            if self.pending.serve_at_safe_point(&self.host, p)
-                && pending_count::acknowledge(&Futex, &self.count)
-            {
+            let woke = self.pending.serve_at_safe_point(&self.host, p, || {
+                pending_count::acknowledge(&Futex, &self.count)
+            });
+            if woke == Some(true) {
                 self.requester_wakes.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())

@@ -99,7 +99,14 @@ pub(crate) struct Config {
     /// their futex: `2^N - 1` pauses (`spin=N`), or `None` for the default, which depends on
     /// whether the Ps fit the CPUs (`spin=auto`).
     pub(crate) spin_rounds: Option<u32>,
+    /// Fault injection, for the tests of the unwind path only
+    /// (`fault=panic-serving-stopped-p`): the requester panics as it takes a P stopped in its
+    /// handler, before it runs `f` for it.
+    pub(crate) inject_panic: bool,
 }
+
+/// The one fault the strategy can inject; see [`Config::inject_panic`].
+const FAULT_PANIC_SERVING: &str = "panic-serving-stopped-p";
 
 const KEYS: &str = "signal=NAME, resignal=DURATION (e.g. 100us, 1ms), spin=N|auto";
 
@@ -126,6 +133,7 @@ impl Config {
             signal: Signal::parse(DEFAULT_SIGNAL).expect("the default signal parses"),
             resignal: DEFAULT_RESIGNAL,
             spin_rounds: None,
+            inject_panic: false,
         };
         for (key, value) in parse_config("new", config)? {
             match key {
@@ -141,6 +149,13 @@ impl Config {
                                  with its unit (ns, us, ms)"
                             ))
                         })?;
+                }
+                "fault" if value == FAULT_PANIC_SERVING => parsed.inject_panic = true,
+                "fault" => {
+                    return Err(invalid(format!(
+                        "fault={value}: the only fault the strategy injects (for tests) is \
+                         {FAULT_PANIC_SERVING}"
+                    )));
                 }
                 "spin" if value == "auto" => parsed.spin_rounds = None,
                 "spin" => {
@@ -203,5 +218,11 @@ mod tests {
         assert_eq!(ok.resignal, Duration::from_millis(1));
         assert_eq!(ok.spin_rounds, Some(0));
         assert_eq!(Config::parse("spin=auto").expect("auto").spin_rounds, None);
+        assert!(err("fault=segfault").contains("panic-serving-stopped-p"));
+        assert!(
+            Config::parse("fault=panic-serving-stopped-p")
+                .expect("the fault")
+                .inject_panic
+        );
     }
 }

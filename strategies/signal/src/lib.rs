@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod marks;
 mod park;
 mod state;
 #[allow(unsafe_code)]
@@ -25,6 +26,7 @@ use safepoint_abi::{
 };
 
 use config::Config;
+use marks::Settled;
 use state::State;
 use sys::handler::{Installation, Registered};
 
@@ -71,6 +73,9 @@ impl SignalStrategy {
     fn barrier(&self, f: &SafePointFnArc) {
         let st = &*self.state;
         st.counters.barriers.add();
+        // Dropped after the round, which closes it first (also as a panic unwinds): then
+        // no P parks in its handler any more, and every one parked there is let go.
+        let _parked = ReleaseParked(st);
         let round = st.pending.begin(&st.host, f);
         st.expect_acknowledgements(round.others.len());
         // 1. Arm every other P, then signal the running ones, before serving any: all of
@@ -90,19 +95,24 @@ impl SignalStrategy {
         // 3. Parked Ps (idle, in a syscall). A P we cannot stop is running: it reaches its
         //    poll, or our signal stops it.
         for &p in &round.others {
-            if st.pending.serve_if_parked(&st.host, p, f) {
-                st.acknowledge();
-            }
+            st.pending
+                .serve_if_parked(&st.host, p, f, || st.acknowledge());
         }
         // 4. The running Ps.
         self.wait(&round.others, f);
-        st.pending.end();
+        round.end();
     }
 
     /// Sends the signal to the thread of the M that holds `p`, unless `p` has been reached
     /// meanwhile, or one of ours is already in flight to that thread (Go issue 37741: a
     /// thread flooded with signals makes no progress, and standard signals do not queue
-    /// anyway).
+    /// anyway), or `p` is stopped in its handler: not late, it waits for the next serving
+    /// pass (signalled there, it would get the signal once its handler returns, with nothing
+    /// left to do, or as the next barrier's signal). A signal in flight for a few re-signal
+    /// intervals may have been discarded by
+    /// the kernel (the application ignored the signal for a moment, or took it with
+    /// `sigwait` or a `signalfd`): if it is no longer pending on the thread, its mark is
+    /// taken and the signal sent again.
     fn signal(&self, p: PId) {
         let st = &*self.state;
         if !st.pending.is_pending(p) {
@@ -111,16 +121,42 @@ impl SignalStrategy {
         let Some(thread) = st.host.p_thread(p).into_option() else {
             return;
         };
-        let Some(record) = st.threads.find(thread.tid) else {
+        let Some(mark) = st.threads.find(thread.tid).and_then(|r| r.mark()) else {
             return;
         };
-        if !record.start_signal() {
+        let now = st.host.now_nanos();
+        let in_flight = mark.in_flight();
+        // After the mark: a handler parks, then takes its mark, so a mark found taken means
+        // a park we see here.
+        if st.parked.get(p.index()).is_some_and(|w| w.0.is_stopped()) {
             return;
         }
-        match sys::tgkill(st.pid, thread.tid, st.config.signal.number) {
+        if let Some(in_flight) = in_flight {
+            if now.saturating_sub(in_flight.sent_at) < st.stale_after {
+                return;
+            }
+            match mark.settle(in_flight) {
+                Settled::Gone => st.counters.stale_resent.add(),
+                // Pending (blocked, or the thread has not run): it arrives when it can.
+                // Unknown: without `/proc` the strategy cannot tell a discarded signal.
+                Settled::Pending | Settled::Unknown => {
+                    mark.touch(now);
+                    return;
+                }
+                // The handler took it meanwhile: it is stopping the P, or has left it to its
+                // poll; the next round looks again.
+                Settled::Moved => return,
+            }
+        }
+        let Some(value) = mark.start(now) else {
+            return;
+        };
+        match sys::queue_signal(st.pid, thread.tid, st.config.signal.number, value) {
             Ok(()) => st.counters.signals_sent.add(),
             // The thread has exited: nothing is in flight.
-            Err(_) => record.signal_not_sent(),
+            Err(_) => {
+                mark.take(value);
+            }
         }
     }
 
@@ -173,18 +209,21 @@ impl SignalStrategy {
                 continue;
             };
             if word.0.try_take() {
-                if st.pending.claim(p) {
-                    st.pending.run_claimed(&st.host, p, f);
+                assert!(
+                    !st.config.inject_panic,
+                    "injected fault: the requester panics holding a P stopped in its handler"
+                );
+                st.pending.serve(&st.host, p, f, || {
                     st.acknowledge();
                     st.counters.async_stops.add();
-                }
+                });
                 word.0.release();
             }
         }
     }
 
     /// Arms every late P again (the host counts the pokes for its timeout report) and
-    /// signals it if it runs.
+    /// signals it if it runs ([`SignalStrategy::signal`] skips a P stopped in its handler).
     fn resignal(&self, others: &[PId]) {
         let st = &*self.state;
         st.counters.resignal_rounds.add();
@@ -206,17 +245,22 @@ impl SignalStrategy {
         }
     }
 
-    /// Uninstalls the handler and forgets the state; idempotent.
+    /// Retires the strategy (see "Retirement" in the README); idempotent.
     ///
-    /// First waits (a little) for signals still on their way: after a swap the threads live
-    /// on, and a signal of ours delivered once the previous disposition is back would get
-    /// that disposition (termination, for most signals).
+    /// The handler stops seeing the strategy, every thread still attached is detached, the
+    /// signals of ours that are no longer pending anywhere are settled, and the strategy's
+    /// use of the signal ends. The handler itself stays installed until the last signal of
+    /// ours still on its way has arrived: it absorbs it, then puts the previous disposition
+    /// back. Nothing waits.
     fn retire(&self) -> Result<(), PluginError> {
-        let deadline = std::time::Instant::now() + Duration::from_millis(100);
-        while self.state.threads.signal_in_flight() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(50));
-        }
         self.state.unregister();
+        for mark in self.state.threads.retire_all() {
+            mark.detach();
+        }
+        let signal = self.state.config.signal.number;
+        for (mark, in_flight) in marks::orphans(signal) {
+            mark.settle(in_flight);
+        }
         let installation = self
             .installation
             .lock()
@@ -248,13 +292,16 @@ impl Strategy for SignalStrategy {
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
             let st = &*self.state;
-            if st.pending.serve_at_safe_point(&st.host, p) {
+            let last = st
+                .pending
+                .serve_at_safe_point(&st.host, p, || st.acknowledge());
+            if let Some(last) = last {
                 if sys::signal_blocked_and_pending(st.config.signal.number) {
                     st.counters.blocked.add();
                 }
                 st.counters.poll_stops.add();
                 // The host gives the CPU away after this returns, if others are late.
-                if st.acknowledge() {
+                if last {
                     st.wakeup.notify();
                 }
             }
@@ -273,14 +320,17 @@ impl Strategy for SignalStrategy {
                 // host gives every M its alternate signal stack.
                 sys::set_signal_blocked(st.config.signal.number, false);
             }
+            let mark = marks::attach(thread.tid, st.config.signal.number)
+                .map_err(|e| failed("attach_thread", format!("{m}: {e}")))?;
             self.tids
                 .lock()
                 .expect("tid lock poisoned")
                 .insert(m, thread.tid);
             // Last: from now on the requester may signal the thread.
-            st.threads
-                .add(thread.tid)
-                .map_err(|e| failed("attach_thread", format!("{m}: {e}")))?;
+            if let Err(e) = st.threads.add(thread.tid, mark) {
+                mark.detach();
+                return Err(failed("attach_thread", format!("{m}: {e}")));
+            }
             Ok(())
         })
     }
@@ -292,11 +342,22 @@ impl Strategy for SignalStrategy {
             let Some(tid) = tid else {
                 return Err(failed("detach_thread", format!("{m} was not attached")));
             };
+            let mark = st.threads.retire(tid);
             if sys::gettid() == tid {
-                // The M stops: a signal of ours still pending dies with the thread.
+                // The M stops: a signal of ours still pending dies with the thread, and none
+                // arrives before.
                 sys::set_signal_blocked(st.config.signal.number, true);
+                if let Some(mark) = mark
+                    && let Some(in_flight) = mark.in_flight()
+                {
+                    mark.take(in_flight.value);
+                }
             }
-            st.threads.retire(tid);
+            // From another thread (a swap), the M lives on: a signal still pending there is
+            // taken by the handler when it arrives, or settled when the strategy retires.
+            if let Some(mark) = mark {
+                mark.detach();
+            }
             Ok(())
         })
     }
@@ -307,6 +368,19 @@ impl Strategy for SignalStrategy {
 
     fn shutdown(&self) -> RResult<(), PluginError> {
         catch_panic("shutdown", || self.retire())
+    }
+}
+
+/// Lets go every P still stopped in its handler once the barrier's round has closed: none,
+/// after a barrier that ended; after one abandoned by a panic, those the requester had not
+/// served. A handler that parks after the round closed sees it closed and returns by itself.
+struct ReleaseParked<'a>(&'a State);
+
+impl Drop for ReleaseParked<'_> {
+    fn drop(&mut self) {
+        for word in &self.0.parked {
+            word.0.release_abandoned();
+        }
     }
 }
 

@@ -31,8 +31,37 @@ impl ParkWord {
     /// Handler: publishes that the P waits in the handler for the requester to run `f` on
     /// its behalf. Release: everything the interrupted code wrote happens-before the
     /// requester's `try_take`, and so before `f`. Async-signal-safe.
+    ///
+    /// Sequentially consistent: the handler then checks that the round is still open, and
+    /// the requester closes the round before [`ParkWord::release_abandoned`]; at least one
+    /// of them sees the other's write.
     pub(crate) fn park(&self) {
-        self.0.store(PARKED, Ordering::Release);
+        self.0.store(PARKED, Ordering::SeqCst);
+    }
+
+    /// Whether the P waits in its handler for the requester: parked, or taken and not yet
+    /// released.
+    pub(crate) fn is_stopped(&self) -> bool {
+        matches!(self.0.load(Ordering::SeqCst) & !SLEEPING, PARKED | CLAIMED)
+    }
+
+    /// Handler, after [`ParkWord::park`], when the round has closed meanwhile: takes the
+    /// park back. False if the requester took it first; then wait for the release.
+    /// Async-signal-safe.
+    pub(crate) fn unpark(&self) -> bool {
+        self.0
+            .compare_exchange(PARKED, IDLE, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Requester, once the round has closed: releases the P if it is parked here, or taken
+    /// and not yet released (a panic between [`ParkWord::try_take`] and
+    /// [`ParkWord::release`]).
+    pub(crate) fn release_abandoned(&self) {
+        let current = self.0.load(Ordering::SeqCst) & !SLEEPING;
+        if current == CLAIMED || (current == PARKED && self.try_take()) {
+            self.release();
+        }
     }
 
     /// Requester: takes a P parked in its handler; true if there was one. The requester then

@@ -10,6 +10,9 @@ use crate::config::{Config, SPIN_ROUNDS_FITTING, SPIN_ROUNDS_OVERSUBSCRIBED};
 use crate::park::{ParkWord, Wakeup};
 use crate::threads::ThreadTable;
 
+/// Re-signal intervals after which a signal still in flight is looked at again.
+const STALE_AFTER_RESIGNALS: u64 = 4;
+
 /// A counter for the run summary; relaxed, async-signal-safe.
 #[derive(Debug, Default)]
 pub(crate) struct Count(AtomicU64);
@@ -28,7 +31,7 @@ impl Count {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) barriers: Count,
-    /// `tgkill`s that succeeded.
+    /// Signals sent (`rt_tgsigqueueinfo`s that succeeded).
     pub(crate) signals_sent: Count,
     /// Times the handler ran on an M of this strategy, ours or not.
     pub(crate) handler_entries: Count,
@@ -48,6 +51,9 @@ pub(crate) struct Counters {
     pub(crate) eintr: Count,
     /// Times the requester armed and signalled late Ps again.
     pub(crate) resignal_rounds: Count,
+    /// Signals sent again because the last one had been discarded: its mark had stood for
+    /// [`State::stale_after`] and the signal was no longer pending on its thread.
+    pub(crate) stale_resent: Count,
     /// Times the requester slept on its futex.
     pub(crate) requester_sleeps: Count,
 }
@@ -65,6 +71,7 @@ impl Counters {
             ("polls with the signal blocked", &self.blocked),
             ("EINTRs caused", &self.eintr),
             ("re-signal rounds", &self.resignal_rounds),
+            ("discarded signals sent again", &self.stale_resent),
             ("requester sleeps", &self.requester_sleeps),
         ]
         .into_iter()
@@ -78,8 +85,11 @@ impl Counters {
 pub(crate) struct State {
     pub(crate) host: HostRef,
     pub(crate) config: Config,
-    /// Our process id, to tell our `tgkill`s from signals sent by others.
+    /// Our process id, the target of our signals.
     pub(crate) pid: i32,
+    /// How long a signal of ours may stay in flight (its mark set) before the requester
+    /// looks whether the kernel discarded it: a few re-signal intervals, in nanoseconds.
+    pub(crate) stale_after: u64,
     /// Which Ps `f` has yet to run for in the barrier in flight, and `f`.
     pub(crate) pending: PendingPs,
     /// Ps still to acknowledge; the requester waits for zero.
@@ -139,6 +149,7 @@ impl State {
             host,
             config,
             pid: crate::sys::getpid(),
+            stale_after: STALE_AFTER_RESIGNALS * config.resignal.as_nanos() as u64,
             pending: PendingPs::new(procs as u32),
             remaining: CachePadded(AtomicUsize::new(0)),
             parked: (0..procs).map(|_| CachePadded::default()).collect(),

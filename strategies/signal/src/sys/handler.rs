@@ -10,16 +10,22 @@
 //! 1. **Saves `errno`**, and restores it as it returns: the futex and `gettid` syscalls
 //!    below may change it under the interrupted code. (`__errno_location` is a pure
 //!    accessor.)
-//! 2. **Finds the strategy this thread belongs to**: `gettid()` (a syscall), then for each
+//! 2. **Decides whether the signal is ours**: its `siginfo` says this process sent it with
+//!    `SI_QUEUE` and a value that carries this library's tag ([`crate::marks::from_value`]:
+//!    a few integer operations). If so, it takes the in-flight mark the value names (a
+//!    compare-and-swap of the exact value) once it knows what it does with the signal: right
+//!    after parking, if it stops the P (step 4), so that a re-signal round sees either a
+//!    signal in flight or a stopped P; otherwise before it returns. A new signal may be sent
+//!    from then on, and waits, blocked, until this handler returns. Taking the last mark of a
+//!    signal that no strategy uses any more puts the saved disposition back
+//!    ([`in_flight_removed`]: atomics and `sigaction`).
+//! 3. **Finds the strategy this thread belongs to**: `gettid()` (a syscall), then for each
 //!    registered strategy using this signal, a lookup of the tid in its thread table. Each
 //!    registry slot is entered by incrementing its reader count before loading its pointer
 //!    ([`Slot::enter`]), so the strategy cannot be freed while the handler reads it.
-//!    Atomic loads and read-modify-writes only.
-//! 3. **Decides whether the signal is ours**: the thread's record says a signal of ours is
-//!    in flight to it (set by the requester before `tgkill`). It clears the mark at once
-//!    (an atomic swap): a new signal may be sent from now on, and waits, blocked, until this
-//!    handler returns.
-//! 4. If it is ours:
+//!    Atomic loads and read-modify-writes only. A signal of ours on a thread of no live
+//!    strategy (it arrived after its strategy retired) is absorbed: it ends here.
+//! 4. If it is ours and its thread's strategy is live:
 //!    - counts an `EINTR` it caused: the interrupted context shows a syscall about to
 //!      return `-EINTR` ([`caused_eintr`]: reads two registers of the `ucontext` and the
 //!      instruction bytes before the interrupted PC, which is mapped since execution resumes
@@ -38,11 +44,14 @@
 //!      CPUs it sleeps on the host's futex until the barrier ends, so that a late P's thread
 //!      gets this CPU to run its handler);
 //!    - if not, returns at once and leaves the P to its next poll: its poll word is armed.
-//! 5. **Forwards a signal that is not ours** (or that another process sent, even if one of
-//!    ours is in flight: standard signals coalesce) to the handler that was installed before
-//!    ours ([`forward`]): it calls that handler's `sa_sigaction` or `sa_handler` as its
-//!    `SA_SIGINFO` flag says, with its `sa_mask` added to the thread's mask for the call
-//!    (`pthread_sigmask`, async-signal-safe). If that disposition was `SIG_IGN`, nothing; if
+//! 5. **Forwards a signal that is not ours** to the handler that was installed before ours
+//!    ([`forward`]), unless this thread is already forwarding this signal: the saved
+//!    handler chains back to ours (an application installed it while ours was in place,
+//!    and a later installation saved it), and forwarding again would loop until the
+//!    alternate stack overflows. The guard is an entry keyed by thread and signal in a
+//!    fixed static table ([`Forwarding`]: atomics). Forwarding calls that handler's
+//!    `sa_sigaction` or `sa_handler` as its `SA_SIGINFO` flag says, with its `sa_mask` added
+//!    to the thread's mask for the call (`pthread_sigmask`, async-signal-safe). If that disposition was `SIG_IGN`, nothing; if
 //!    it was `SIG_DFL`, the default action: nothing for signals ignored by default (SIGURG,
 //!    SIGWINCH), otherwise the handler resets the disposition, unblocks the signal and sends
 //!    it to its own thread, which ends the process as the default action would have
@@ -51,8 +60,8 @@
 //! # What it never does
 //!
 //! Every call it makes is in POSIX's list of async-signal-safe functions (`sigaction`,
-//! `pthread_sigmask`, `write`, `abort`), or a bare Linux syscall that touches no library
-//! state (`gettid`, `tgkill`, `futex`: see [`super`]).
+//! `pthread_sigmask`, `getpid`, `write`, `abort`), or a bare Linux syscall that touches no
+//! library state (`gettid`, `tgkill`, `futex`: see [`super`]).
 //!
 //! It allocates nothing, takes no lock (the `Mutex` below guards installation only and is
 //! never touched here), reads no thread-local of this library (a `dlopen`ed library's TLS
@@ -63,17 +72,20 @@
 //!
 //! # Installation
 //!
-//! [`install`] is reference-counted per signal number: the first strategy to use a signal
-//! saves the disposition it finds and installs [`on_signal`]; the last to shut down puts the
-//! saved disposition back ([`Installation::uninstall`]), unless someone has replaced ours
-//! meanwhile. Several runtimes with a signal strategy can so share one process. Saved
-//! dispositions are leaked, immutable records: a handler still forwarding under an earlier
-//! installation never reads one that is being rewritten.
+//! [`install`] is counted per signal number, in one atomic word ([`Installed`]) with the
+//! signals of ours in flight: the first strategy to use a signal saves the disposition it
+//! finds and installs [`on_signal`]; the saved disposition goes back once no strategy uses
+//! the signal *and* no signal of ours is still on its way (see "Retirement" in the README):
+//! at the last [`Installation::uninstall`], or later in the handler that takes the last
+//! mark. Someone who replaced ours meanwhile keeps theirs. Several runtimes with a signal
+//! strategy can so share one process. Saved dispositions are leaked, immutable records: a
+//! handler still forwarding under an earlier installation never reads one that is being
+//! rewritten.
 
 use std::ffi::c_void;
 use std::io;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::Signal;
 use crate::state::State;
@@ -210,12 +222,58 @@ impl Drop for Registered {
 /// Signal numbers are below this (Linux: 1 to 64).
 const NSIG: usize = 65;
 
-/// How many strategies use each signal.
-static INSTALLS: Mutex<[u32; NSIG]> = Mutex::new([0; NSIG]);
+/// Serialises installations and uninstallations (never taken by the handler).
+static INSTALLING: Mutex<()> = Mutex::new(());
+
+/// Per signal, whether our handler is installed and why: an [`Installed`] word.
+static INSTALLED: [AtomicU64; NSIG] = [const { AtomicU64::new(0) }; NSIG];
 
 /// The disposition found when our handler was installed, per signal. Leaked and immutable.
 static PREVIOUS: [AtomicPtr<libc::sigaction>; NSIG] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; NSIG];
+
+/// The installation word of one signal: the strategies that use it, the signals of ours in
+/// flight (marks set, see `crate::marks`), and two flags. Our handler stays installed while
+/// either count is nonzero: a signal of ours still on its way must find it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Installed(u64);
+
+impl Installed {
+    const IN_FLIGHT_ONE: u64 = 1;
+    const IN_FLIGHT_MASK: u64 = 0xFFFF_FFFF;
+    const USER_ONE: u64 = 1 << 32;
+    const USERS_MASK: u64 = 0xFFFF << 32;
+    /// Our handler is the disposition we installed, and `PREVIOUS` holds what it replaced.
+    const ON: u64 = 1 << 62;
+    /// Someone is putting the previous disposition back: an install waits.
+    const RESTORING: u64 = 1 << 63;
+
+    fn is_on(self) -> bool {
+        self.0 & Self::ON != 0
+    }
+
+    fn is_restoring(self) -> bool {
+        self.0 & Self::RESTORING != 0
+    }
+
+    /// Installed, and neither used nor awaited: time to put the previous disposition back.
+    fn is_idle(self) -> bool {
+        self.0 == Self::ON
+    }
+
+    fn users(self) -> u64 {
+        (self.0 & Self::USERS_MASK) >> 32
+    }
+
+    fn in_flight(self) -> u64 {
+        self.0 & Self::IN_FLIGHT_MASK
+    }
+}
+
+/// The installation word of `signal`, if it is a signal number.
+fn installed(signal: libc::c_int) -> Option<&'static AtomicU64> {
+    usize::try_from(signal).ok().and_then(|i| INSTALLED.get(i))
+}
 
 type SigactionFn = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
 type SighandlerFn = extern "C" fn(libc::c_int);
@@ -224,6 +282,7 @@ fn our_handler() -> libc::sighandler_t {
     on_signal as SigactionFn as libc::sighandler_t
 }
 
+/// The current disposition of `signal`. Async-signal-safe.
 fn query(signal: libc::c_int) -> io::Result<libc::sigaction> {
     // SAFETY: sigaction is plain data; a null new action makes the call a query that fills
     // `current`.
@@ -235,6 +294,7 @@ fn query(signal: libc::c_int) -> io::Result<libc::sigaction> {
     Ok(current)
 }
 
+/// Sets the disposition of `signal`. Async-signal-safe.
 fn set(signal: libc::c_int, action: &libc::sigaction) -> io::Result<()> {
     // SAFETY: `action` is a fully initialised sigaction whose handler, if any, is a valid
     // function of the right signature (ours, or one the process installed before).
@@ -259,66 +319,152 @@ pub(crate) struct Installation {
     signal: libc::c_int,
 }
 
-/// Installs [`on_signal`] for `signal`, saving the disposition it replaces, unless another
-/// strategy already did.
+/// Installs [`on_signal`] for `signal`, saving the disposition it replaces, unless it is
+/// installed already (another strategy uses the signal, or signals of ours are still in
+/// flight after the last one retired).
 pub(crate) fn install(signal: Signal) -> io::Result<Installation> {
     let number = signal.number;
-    let index = usize::try_from(number)
-        .ok()
-        .filter(|&i| i > 0 && i < NSIG)
+    let word = installed(number)
+        .filter(|_| number > 0)
         .ok_or_else(|| io::Error::other(format!("signal {number} out of range")))?;
-    let mut installs = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
-    if installs[index] == 0 {
-        let current = query(number)?;
-        if current.sa_sigaction != our_handler() {
-            let saved = PREVIOUS[index].load(Ordering::Acquire);
-            // SAFETY: a non-null saved record is a leaked, immutable sigaction.
-            let unchanged = !saved.is_null() && same_disposition(unsafe { &*saved }, &current);
-            if !unchanged {
-                PREVIOUS[index].store(Box::into_raw(Box::new(current)), Ordering::Release);
-            }
+    let _serialised = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let current = Installed(word.load(Ordering::SeqCst));
+        if current.is_restoring() {
+            // A handler is putting the previous disposition back: a few syscalls.
+            std::thread::yield_now();
+            continue;
         }
-        // SAFETY: sigaction is plain data; the fields that matter are set below.
-        let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
-        ours.sa_sigaction = our_handler();
-        // SA_SIGINFO: the handler takes (signal, siginfo, ucontext): it needs the sender (to
-        //   tell our tgkill from another process's signal) and the interrupted registers (the
-        //   PC for the safe-point check, the syscall result for EINTR accounting).
-        // SA_RESTART: a syscall the signal interrupts (read, write, futex without timeout)
-        //   restarts instead of failing with EINTR, so mutators do not see spurious
-        //   failures. Calls the kernel never restarts (nanosleep, poll, epoll_wait, calls
-        //   with a timeout) still fail: the strategy counts those EINTRs.
-        // SA_ONSTACK: run on the thread's alternate signal stack: a goroutine runs on a small
-        //   coroutine stack that has no room for the handler's frames (and forwarding may
-        //   call the application's handler on top).
-        // Not SA_NODEFER: the signal stays blocked while its handler runs, so a second one
-        //   waits instead of nesting on the same stack.
-        ours.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-        // SAFETY: `sa_mask` is plain data owned by `ours`.
-        unsafe { libc::sigemptyset(&mut ours.sa_mask) };
-        set(number, &ours)?;
+        if current.is_on() {
+            if word
+                .compare_exchange(
+                    current.0,
+                    current.0 + Installed::USER_ONE,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+            {
+                return Ok(Installation { signal: number });
+            }
+            continue;
+        }
+        // Off: no strategy uses the signal and none of ours is in flight, so nothing else
+        // changes the word meanwhile.
+        install_ours(number)?;
+        word.store(Installed::ON | Installed::USER_ONE, Ordering::SeqCst);
+        return Ok(Installation { signal: number });
     }
-    installs[index] += 1;
-    Ok(Installation { signal: number })
+}
+
+/// Saves the current disposition of `signal` (unless it is ours already) and installs ours.
+fn install_ours(signal: libc::c_int) -> io::Result<()> {
+    let index = signal as usize;
+    let current = query(signal)?;
+    if current.sa_sigaction != our_handler() {
+        let saved = PREVIOUS[index].load(Ordering::Acquire);
+        // SAFETY: a non-null saved record is a leaked, immutable sigaction.
+        let unchanged = !saved.is_null() && same_disposition(unsafe { &*saved }, &current);
+        if !unchanged {
+            PREVIOUS[index].store(Box::into_raw(Box::new(current)), Ordering::Release);
+        }
+    }
+    // SAFETY: sigaction is plain data; the fields that matter are set below.
+    let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
+    ours.sa_sigaction = our_handler();
+    // SA_SIGINFO: the handler takes (signal, siginfo, ucontext): it needs the signal's value
+    //   (to tell ours from anyone else's) and the interrupted registers (the PC for the
+    //   safe-point check, the syscall result for EINTR accounting).
+    // SA_RESTART: a syscall the signal interrupts (read, write, futex without timeout)
+    //   restarts instead of failing with EINTR, so mutators do not see spurious
+    //   failures. Calls the kernel never restarts (nanosleep, poll, epoll_wait, calls
+    //   with a timeout) still fail: the strategy counts those EINTRs.
+    // SA_ONSTACK: run on the thread's alternate signal stack: a goroutine runs on a small
+    //   coroutine stack that has no room for the handler's frames (and forwarding may
+    //   call the application's handler on top).
+    // Not SA_NODEFER: the signal stays blocked while its handler runs, so a second one
+    //   waits instead of nesting on the same stack.
+    ours.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+    // SAFETY: `sa_mask` is plain data owned by `ours`.
+    unsafe { libc::sigemptyset(&mut ours.sa_mask) };
+    set(signal, &ours)
 }
 
 impl Installation {
-    /// Drops this strategy's use of the signal; the last user puts the saved disposition
-    /// back. If someone installed another handler over ours meanwhile, it stays.
+    /// Drops this strategy's use of the signal. Once no strategy uses it and no signal of
+    /// ours is in flight, the saved disposition goes back (now, or when the handler takes
+    /// the last mark), unless someone installed another handler over ours meanwhile.
     pub(crate) fn uninstall(self) -> io::Result<()> {
-        let index = self.signal as usize;
-        let mut installs = INSTALLS.lock().unwrap_or_else(|e| e.into_inner());
-        installs[index] -= 1;
-        if installs[index] != 0 || query(self.signal)?.sa_sigaction != our_handler() {
+        let Some(word) = installed(self.signal) else {
+            return Ok(());
+        };
+        let _serialised = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+        let after = Installed(word.fetch_sub(Installed::USER_ONE, Ordering::SeqCst))
+            .0
+            .wrapping_sub(Installed::USER_ONE);
+        if Installed(after).is_idle() {
+            restore(self.signal, word)?;
+        }
+        Ok(())
+    }
+}
+
+/// A signal of ours is about to be sent: our handler must stay. For the requester, whose
+/// strategy uses the signal, so that it is installed.
+pub(crate) fn in_flight_added(signal: libc::c_int) {
+    if let Some(word) = installed(signal) {
+        let before = Installed(word.fetch_add(Installed::IN_FLIGHT_ONE, Ordering::SeqCst));
+        debug_assert!(before.is_on() && before.users() > 0, "{before:?}");
+    }
+}
+
+/// A signal of ours is no longer on its way. If it was the last, and no strategy uses the
+/// signal any more, puts the previous disposition back. Async-signal-safe.
+pub(crate) fn in_flight_removed(signal: libc::c_int) {
+    let Some(word) = installed(signal) else {
+        return;
+    };
+    let before = Installed(word.fetch_sub(Installed::IN_FLIGHT_ONE, Ordering::SeqCst));
+    if before.in_flight() == 0 {
+        super::fatal(b"safepoint-signal: a signal in flight was counted out twice\n");
+    }
+    if Installed(before.0 - Installed::IN_FLIGHT_ONE).is_idle() {
+        // Nowhere to report a failure from a handler; a later install tries again.
+        let _ = restore(signal, word);
+    }
+}
+
+/// Puts the saved disposition of `signal` back, if `word` still says that our handler is
+/// installed and idle; only one caller does. Async-signal-safe: atomics and `sigaction`.
+fn restore(signal: libc::c_int, word: &AtomicU64) -> io::Result<()> {
+    if word
+        .compare_exchange(
+            Installed::ON,
+            Installed::ON | Installed::RESTORING,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_err()
+    {
+        // Used again, or someone else restores it.
+        return Ok(());
+    }
+    let result = (|| {
+        if query(signal)?.sa_sigaction != our_handler() {
+            // Someone installed another handler over ours: it stays.
             return Ok(());
         }
-        let saved = PREVIOUS[index].load(Ordering::Acquire);
+        let saved = PREVIOUS
+            .get(signal as usize)
+            .map_or(std::ptr::null_mut(), |p| p.load(Ordering::Acquire));
         if saved.is_null() {
             return Ok(());
         }
         // SAFETY: a non-null saved record is a leaked, immutable sigaction.
-        set(self.signal, unsafe { &*saved })
-    }
+        set(signal, unsafe { &*saved })
+    })();
+    word.store(0, Ordering::SeqCst);
+    result
 }
 
 // ---------------------------------------------------------------------------------------
@@ -329,13 +475,64 @@ impl Installation {
 extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
     let errno = Errno::save();
     if dispatch(signal, info, context) {
-        forward(signal, info, context);
+        match Forwarding::enter(gettid(), signal) {
+            // Called again by the handler we forward to, for the same signal: the saved
+            // handler chains back to ours. The signal has been through both; forwarding
+            // once more would loop until the stack overflows.
+            Err(Reentered) => {}
+            Ok(_forwarding) => forward(signal, info, context),
+        }
     }
     errno.restore();
 }
 
+/// Threads forwarding a signal, as `tid << 8 | signal`; 0 for a free entry. The handler
+/// cannot use a thread-local of this library, hence a fixed table searched by key.
+static FORWARDING: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// [`Forwarding::enter`] found this thread already forwarding this signal.
+struct Reentered;
+
+/// This thread forwards a signal while it lives. `None` inside when the table is full (256 threads forwarding at
+/// once): the signal is forwarded unguarded.
+struct Forwarding(Option<&'static AtomicU64>);
+
+impl Forwarding {
+    /// Async-signal-safe: atomics over a static table.
+    fn enter(tid: i32, signal: libc::c_int) -> Result<Forwarding, Reentered> {
+        let key = u64::from(tid as u32) << 8 | u64::from(signal as u8);
+        if FORWARDING.iter().any(|e| e.load(Ordering::Acquire) == key) {
+            return Err(Reentered);
+        }
+        // Only this thread uses `key`, and it runs one handler at a time or nested ones
+        // that finish first: no other entry with `key` can appear meanwhile.
+        let entry = FORWARDING.iter().find(|e| {
+            e.compare_exchange(0, key, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        Ok(Forwarding(entry))
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0 {
+            entry.store(0, Ordering::Release);
+        }
+    }
+}
+
 /// Steps 2 to 4; returns whether to forward the signal (step 5).
 fn dispatch(signal: libc::c_int, info: *const libc::siginfo_t, context: *const c_void) -> bool {
+    // SAFETY: `info` is what the kernel passed to our SA_SIGINFO handler.
+    let value = unsafe { super::queued_value(info, getpid()) };
+    let ours = value.and_then(|v| crate::marks::from_value(v).map(|mark| (mark, v)));
+    // Taken once the handler knows what it does with the signal, not as it returns: a
+    // stopped P's handler may linger after the requester released it (until its thread is
+    // scheduled again), and the next barrier's signal must not be held back meanwhile. It
+    // waits, blocked, until this handler returns. (Taking fails for a signal whose mark was
+    // settled meanwhile, or that was sent to a slot's earlier user: still ours.)
+    let mut mark = TakeMark(ours);
     let tid = gettid();
     let used = SLOTS_USED.load(Ordering::SeqCst).min(MAX_STRATEGIES);
     for slot in SLOTS.iter().take(used) {
@@ -343,44 +540,44 @@ fn dispatch(signal: libc::c_int, info: *const libc::siginfo_t, context: *const c
             continue;
         };
         let state = entered.state();
-        if state.config.signal.number != signal {
+        if state.config.signal.number != signal || state.threads.find(tid).is_none() {
             continue;
         }
-        let Some(thread) = state.threads.find(tid) else {
-            continue;
-        };
         state.counters.handler_entries.add();
-        // Cleared as the handler starts, not as it returns: a stopped P's handler may linger
-        // after the requester released it (until its thread is scheduled again), and the
-        // next barrier's signal must not be held back meanwhile. It waits, blocked, until
-        // this handler returns: still at most one pending.
-        let ours = thread.take_signal();
-        if ours {
-            stop_if_safe(state, context);
+        if ours.is_some() {
+            stop_if_safe(state, context, &mut mark);
+            return false;
         }
-        let forward = !ours || !sent_by_us(info, state.pid);
-        if forward {
-            state.counters.forwarded.add();
-        }
-        return forward;
+        state.counters.forwarded.add();
+        return true;
     }
-    // A thread of no signal strategy (the application's own threads).
-    true
+    // A thread of no live strategy: the application's own threads, or a signal of ours
+    // that arrives after its strategy retired (absorbed: it was never the application's).
+    ours.is_none()
 }
 
-/// Whether `info` says the signal came from a `tgkill` of this process. Another process's
-/// signal coalesced with ours (standard signals do not queue) is forwarded as well.
-fn sent_by_us(info: *const libc::siginfo_t, pid: i32) -> bool {
-    if info.is_null() {
-        return false;
+/// The in-flight mark a signal of ours names, taken when [`TakeMark::now`] is called or,
+/// at the latest, when dropped.
+struct TakeMark(Option<(&'static crate::marks::Mark, u64)>);
+
+impl TakeMark {
+    fn now(&mut self) {
+        if let Some((mark, value)) = self.0.take() {
+            mark.take(value);
+        }
     }
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo; for SI_TKILL the sender's
-    // pid is the valid member of its union.
-    unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == pid }
 }
 
-/// Step 4: the P takes part in the barrier from here, or is left to its poll.
-fn stop_if_safe(state: &State, context: *const c_void) {
+impl Drop for TakeMark {
+    fn drop(&mut self) {
+        self.now();
+    }
+}
+
+/// Step 4: the P takes part in the barrier from here, or is left to its poll. The mark is
+/// taken only once the P is parked, if it parks: until then a re-signal round sees a signal
+/// in flight, and afterwards a stopped P, and sends none.
+fn stop_if_safe(state: &State, context: *const c_void, mark: &mut TakeMark) {
     if caused_eintr(context) {
         state.counters.eintr.add();
     }
@@ -398,6 +595,11 @@ fn stop_if_safe(state: &State, context: *const c_void) {
         return;
     };
     word.0.park();
+    mark.now();
+    if !state.pending.is_open() && word.0.unpark() {
+        // The barrier was abandoned (a panic in the requester) as we parked.
+        return;
+    }
     state.wakeup.notify();
     word.0.wait_released(state.handler_spins());
     // Other Ps may be late and waiting for this CPU (a signalled thread runs its handler

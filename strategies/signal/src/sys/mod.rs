@@ -77,6 +77,92 @@ pub(crate) fn tgkill(pid: i32, tid: i32, signal: libc::c_int) -> io::Result<()> 
     }
 }
 
+/// The `siginfo_t` of a signal sent with `rt_tgsigqueueinfo` (the kernel's `SIL_RT`
+/// layout on Linux, 128 bytes): what `sigqueue` fills in.
+#[repr(C)]
+struct QueuedInfo {
+    signo: libc::c_int,
+    errno: libc::c_int,
+    code: libc::c_int,
+    _align: libc::c_int,
+    pid: libc::pid_t,
+    uid: libc::uid_t,
+    value: u64,
+    _rest: [u64; 12],
+}
+
+const _: () = assert!(size_of::<QueuedInfo>() == size_of::<libc::siginfo_t>());
+
+/// Sends `signal` to thread `tid` of process `pid` (our own) with `value` as its `si_value`
+/// and `SI_QUEUE` as its code: `rt_tgsigqueueinfo`, `sigqueue` for one thread. A thread id
+/// reused by another process can never receive it. Async-signal-safe: a bare syscall.
+pub(crate) fn queue_signal(pid: i32, tid: i32, signal: libc::c_int, value: u64) -> io::Result<()> {
+    let info = QueuedInfo {
+        signo: signal,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        _align: 0,
+        pid,
+        // SAFETY: getuid has no preconditions and cannot fail.
+        uid: unsafe { libc::getuid() },
+        value,
+        _rest: [0; 12],
+    };
+    // SAFETY: `info` is a fully initialised siginfo of the size the kernel reads, alive for
+    // the call; the other arguments are plain integers. The kernel accepts any code for a
+    // signal a process sends to itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid,
+            tid,
+            signal,
+            &raw const info,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// If the signal a handler runs for was sent by [`queue_signal`] from this process, its
+/// value. Async-signal-safe.
+///
+/// # Safety
+///
+/// `info` is null or the `siginfo_t` the kernel passed to an `SA_SIGINFO` handler.
+pub(crate) unsafe fn queued_value(info: *const libc::siginfo_t, pid: i32) -> Option<u64> {
+    if info.is_null() {
+        return None;
+    }
+    // SAFETY: the caller passes the kernel's siginfo; for SI_QUEUE the sender's pid and the
+    // value are the valid members of its union.
+    unsafe {
+        ((*info).si_code == libc::SI_QUEUE && (*info).si_pid() == pid)
+            .then(|| (*info).si_value().sival_ptr as u64)
+    }
+}
+
+/// Whether `signal` is pending for thread `tid` of this process (sent to that thread, not
+/// yet delivered): its `SigPnd` in `/proc/self/task/TID/status`. `Some(false)` also when
+/// the thread no longer exists; `None` when the kernel cannot say (no `/proc`). Not for a
+/// signal handler: it allocates.
+pub(crate) fn pending_on_thread(tid: i32, signal: libc::c_int) -> Option<bool> {
+    let status = match std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) {
+        Ok(status) => status,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigPnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+    let bit = u32::try_from(signal - 1).ok().filter(|&b| b < 64)?;
+    Some(mask & (1 << bit) != 0)
+}
+
 /// A signal set holding only `signal`.
 fn only(signal: libc::c_int) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it and sigaddset with a
@@ -199,6 +285,40 @@ mod tests {
         );
         let here = the_c_library_is_found_and_holds_malloc as *const () as usize;
         assert!(!ranges.iter().any(|r| r.contains(&here)));
+    }
+
+    #[test]
+    fn a_queued_signal_is_pending_on_its_thread_with_its_value() {
+        std::thread::spawn(|| {
+            let signal = libc::SIGWINCH;
+            set_signal_blocked(signal, true);
+            assert_eq!(pending_on_thread(gettid(), signal), Some(false));
+            queue_signal(getpid(), gettid(), signal, 0x1234_5678_9abc).expect("queue");
+            assert_eq!(pending_on_thread(gettid(), signal), Some(true));
+            let set = only(signal);
+            // SAFETY: `info` is plain data the call fills; a zero timeout only polls.
+            let (got, info) = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                (libc::sigtimedwait(&set, &mut info, &zero), info)
+            };
+            assert_eq!(got, signal);
+            // SAFETY: the siginfo sigtimedwait filled.
+            let value = unsafe { queued_value(&info, getpid()) };
+            assert_eq!(value, Some(0x1234_5678_9abc));
+            assert_eq!(pending_on_thread(gettid(), signal), Some(false));
+            set_signal_blocked(signal, false);
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(
+            pending_on_thread(i32::MAX, libc::SIGWINCH),
+            Some(false),
+            "no such thread"
+        );
     }
 
     #[test]
