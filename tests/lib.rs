@@ -371,20 +371,21 @@ impl Loops {
     }
 
     /// Runs `barriers` checked barriers ([`checked_barriers`]) once every loop has started,
-    /// so that each runs on a P of its own for every barrier.
+    /// so that each runs on a P of its own for every barrier. Returns how many Ps served
+    /// themselves and how many the requester served.
     pub fn barriers(
         &self,
         rt: &Arc<Runtime>,
         barriers: u64,
         observe: impl Fn(usize) + Send + Sync + 'static,
-    ) {
+    ) -> (u32, u32) {
         let (started, count) = (Arc::clone(&self.started), self.count);
         let ready = move || {
             while started.load(Ordering::Acquire) < count {
                 runtime::yield_now();
             }
         };
-        checked_barriers(rt, barriers, ready, observe);
+        checked_barriers(rt, barriers, ready, observe)
     }
 
     /// Asks the loops to stop after their current turn.

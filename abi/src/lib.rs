@@ -221,7 +221,9 @@ impl fmt::Display for MId {
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PStatus {
-    /// Not owned by any M: in the idle list, or being handed to an M.
+    /// Not running goroutines: in the idle list, being handed to an M, or held by an M that
+    /// sleeps until the barrier in flight ends (the host's served-P policy). A requester may
+    /// stop it ([`Host::try_stop_parked_p`]) in every case.
     Idle = 0,
     /// Owned by an M that is running goroutines or the scheduler.
     Running = 1,

@@ -29,10 +29,11 @@ fn runtime(plugin: &Plugin, policy: ServedPs) -> Arc<Runtime> {
     Arc::new(rt)
 }
 
-/// What one pinned run did: the policy's counters, and the Ps that served themselves.
+/// What one pinned run did: the policy's counters, and how the Ps were reached.
 struct Outcome {
     stats: ServedPsStats,
     by_themselves: u32,
+    by_requester: u32,
 }
 
 /// On one CPU: a goroutine per P but the requester's loops, polling (or not), while
@@ -60,7 +61,7 @@ fn pinned_run(plugin: &Plugin, policy: ServedPs, polls: bool) -> Outcome {
                 done.done();
             });
         }
-        let (by_themselves, _) = checked_barriers(&rt, BARRIERS, || {}, |_| {});
+        let (by_themselves, by_requester) = checked_barriers(&rt, BARRIERS, || {}, |_| {});
         let stats = rt.served_ps().1;
         // Every loop goes on after the last barrier: no M was left waiting.
         let after: Vec<u64> = turns.iter().map(|t| t.load(Ordering::Relaxed)).collect();
@@ -77,6 +78,7 @@ fn pinned_run(plugin: &Plugin, policy: ServedPs, polls: bool) -> Outcome {
         Outcome {
             stats,
             by_themselves,
+            by_requester,
         }
     })
 }
@@ -94,15 +96,14 @@ fn served_ps_wait_for_the_end_of_their_barrier_when_oversubscribed() {
             "{name}: {s:?}, {} Ps served themselves",
             outcome.by_themselves
         );
-        // Each wait follows a P's own service (polling, futex) or its stop in the signal
-        // handler; a P served at a poll that parks its P right after frees the CPU anyway.
-        if *name != "signal" {
-            assert!(
-                s.waits <= u64::from(outcome.by_themselves),
-                "{name}: {s:?}, only {} Ps served themselves",
-                outcome.by_themselves
-            );
-        }
+        // Every loop polls and no P is idle, so a P the requester served on its behalf was
+        // one whose M still slept from the barrier before: its P was parked for it. On one
+        // CPU some of the seven woken Ms are still waiting for it when the next barrier
+        // begins, in practically every one of the barriers.
+        assert!(
+            outcome.by_requester > 0,
+            "{name}: no P of a sleeping M was served on its behalf ({s:?})"
+        );
     }
 }
 

@@ -41,22 +41,37 @@ fn at_every_p_count(scenario: impl Fn(usize, &Arc<Runtime>)) {
 }
 
 /// Issue 3, test 1: goroutines that never poll are reached, each barrier, by stopping their
-/// P in the signal handler; `f` runs exactly once per P.
+/// P in the signal handler; `f` runs exactly once per P. When Ps outnumber CPUs, a spinner
+/// whose M still sleeps in its handler from the barrier before (the host's served-P policy)
+/// has its P served on its behalf instead: reached by the requester either way.
 #[test]
 fn ps_that_never_poll_are_stopped_in_the_handler_once_per_barrier() {
     at_every_p_count(|procs, rt| {
         // One P for the requester; the others spin without ever polling.
         let spinners = Loops::start(rt, procs - 1, work, || {});
-        spinners.barriers(rt, BARRIERS, |_| {});
+        let (by_themselves, by_requester) = spinners.barriers(rt, BARRIERS, |_| {});
         spinners.stop();
         let spinning = procs as u64 - 1;
+        let stops = counter(rt, "stops at async safe points");
+        assert_eq!(by_themselves, 0, "{procs} Ps: nobody polls");
         assert_eq!(
-            counter(rt, "stops at async safe points"),
+            u64::from(by_requester),
             BARRIERS * spinning,
-            "{procs} Ps: each spinner's P is stopped in its handler at every barrier"
+            "{procs} Ps: each spinner's P is reached by the requester at every barrier"
         );
+        let oversubscribed = procs > std::thread::available_parallelism().map_or(1, usize::from);
+        if oversubscribed {
+            assert!(stops <= BARRIERS * spinning, "{procs} Ps: {stops} stops");
+        } else {
+            assert_eq!(
+                stops,
+                BARRIERS * spinning,
+                "{procs} Ps: each spinner's P is stopped in its handler at every barrier"
+            );
+        }
         assert_eq!(counter(rt, "stops at polls"), 0, "{procs} Ps: nobody polls");
-        assert!(counter(rt, "signals sent") >= BARRIERS * spinning);
+        // A stop in the handler takes a signal; a P served while its M sleeps takes none.
+        assert!(counter(rt, "signals sent") >= stops, "{procs} Ps");
     });
 }
 
@@ -189,16 +204,24 @@ fn two_runtimes_share_the_handler_and_one_outlives_the_other() {
         Loops::start(&a, 1, work, || {}),
         Loops::start(&b, 3, work, || {}),
     );
-    std::thread::scope(|scope| {
-        scope.spawn(|| spin_a.barriers(&a, BARRIERS, |_| {}));
-        scope.spawn(|| spin_b.barriers(&b, BARRIERS, |_| {}));
+    let reached = std::thread::scope(|scope| {
+        let a = scope.spawn(|| spin_a.barriers(&a, BARRIERS, |_| {}));
+        let b = scope.spawn(|| spin_b.barriers(&b, BARRIERS, |_| {}));
+        (a.join().expect("a"), b.join().expect("b"))
     });
     spin_a.stop();
-    assert_eq!(counter(&a, "stops at async safe points"), BARRIERS);
+    // Each spinner's P is stopped in its handler, or (when its runtime's Ps outnumber CPUs)
+    // served on its behalf while its M still sleeps there: reached by the requester.
+    let stops_a = counter(&a, "stops at async safe points");
+    assert_eq!(reached.0, (0, BARRIERS as u32));
+    assert!(stops_a > 0 && stops_a <= BARRIERS, "{stops_a}");
     sole_owner(a).shutdown();
-    spin_b.barriers(&b, BARRIERS, |_| {});
+    let later = spin_b.barriers(&b, BARRIERS, |_| {});
     spin_b.stop();
-    assert_eq!(counter(&b, "stops at async safe points"), 2 * 3 * BARRIERS);
+    assert_eq!(reached.1, (0, 3 * BARRIERS as u32));
+    assert_eq!(later, (0, 3 * BARRIERS as u32));
+    let stops_b = counter(&b, "stops at async safe points");
+    assert!(stops_b > 0 && stops_b <= 2 * 3 * BARRIERS, "{stops_b}");
     assert_eq!(counter(&b, "signals forwarded"), 0);
 }
 
@@ -519,8 +542,9 @@ fn a_signal_the_kernel_discarded_is_sent_again() {
 /// Issue 11, defect 6: a P stopped in its handler, waiting for the requester, is not
 /// signalled again. `f` takes a while for every P, so that a P often parks while the
 /// requester serves another, and a re-signal round comes before the requester takes it.
-/// Every spinner is stopped in its handler once per barrier, so every signal beyond that was
-/// sent to a P already stopped: it would be delivered once the handler returns, with
+/// Every spinner is stopped in its handler at most once per barrier (one whose M still sleeps
+/// there from the barrier before is served on its behalf, unsignalled), so every signal
+/// beyond the stops was sent to a P already stopped: it would be delivered once the handler returns, with
 /// nothing left to do (or as the next barrier's signal). (Apart from those counted as sent
 /// again after a discard: a handler that waits longer than four re-signal intervals between
 /// delivery and parking, on a loaded machine, looks like one.)
@@ -529,7 +553,7 @@ fn a_p_stopped_in_its_handler_is_not_signalled_again() {
     const SLOW_BARRIERS: u64 = 400;
     let rt = runtime(&signal(), "", 6);
     let spinners = Loops::start(&rt, 5, work, || {});
-    spinners.barriers(&rt, SLOW_BARRIERS, |p| {
+    let (_, reached) = spinners.barriers(&rt, SLOW_BARRIERS, |p| {
         // For the Ps the requester serves on their behalf (not its own, which it serves
         // first): longer than several re-signal intervals (100 µs).
         if runtime::current_p_id().is_some_and(|own| own.index() != p) {
@@ -540,7 +564,15 @@ fn a_p_stopped_in_its_handler_is_not_signalled_again() {
     let stops = counter(&rt, "stops at async safe points");
     let sent = counter(&rt, "signals sent");
     let resent = counter(&rt, "discarded signals sent again");
-    assert_eq!(stops, 5 * SLOW_BARRIERS, "{:?}", rt.strategy_counters());
+    // Each spinner's P is stopped in its handler once per barrier, or served on its behalf
+    // while its M still sleeps there from the barrier before (6 Ps outnumber the CPUs).
+    assert_eq!(
+        u64::from(reached),
+        5 * SLOW_BARRIERS,
+        "{:?}",
+        rt.strategy_counters()
+    );
+    assert!(stops <= 5 * SLOW_BARRIERS, "{:?}", rt.strategy_counters());
     assert!(
         sent <= stops + resent,
         "{} signals beyond one per stop: {:?}",

@@ -249,12 +249,13 @@ impl GStatusWord {
     }
 }
 
-/// Spins a little, then yields the thread: for waits known to be short.
+/// Spins a little, then yields the thread: for waits known to be short. Async-signal-safe
+/// (`sched_yield` as a bare system call).
 pub(crate) fn backoff(spins: &mut u32) {
     if *spins < 64 {
         std::hint::spin_loop();
     } else {
-        std::thread::yield_now();
+        safepoint_kit::sched::yield_now();
     }
     *spins = spins.saturating_add(1);
 }

@@ -11,6 +11,7 @@ mod timeout;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use safepoint_abi::{Capabilities, PId, PStatus, PluginError, StrategyBox};
@@ -251,7 +252,14 @@ fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, Barr
     let strategy = shared.strategy();
     let statuses: Vec<PStatus> = shared.ps.iter().map(|p| p.status.load()).collect();
     let live: Vec<bool> = statuses.iter().map(|s| *s != PStatus::Dead).collect();
-    let runnable = statuses.iter().filter(|s| **s == PStatus::Running).count();
+    // Runnable Ms: those that run a P, and those asleep until the last barrier's end, which
+    // its wake-up has made runnable (their Ps are `Idle` meanwhile, see `served.rs`).
+    let runnable = shared
+        .ps
+        .iter()
+        .zip(&statuses)
+        .filter(|(p, s)| **s == PStatus::Running || p.giving_way.load(Ordering::Relaxed))
+        .count();
     let barrier = BarrierInFlight::begin(shared, runnable);
     let tally = Arc::new(Tally::new(
         shared.ps,

@@ -16,6 +16,18 @@
 //! - `events`: the futex word; bumped by the barrier's end and by a poke of a waiting P.
 //! - `waiters`: Ms waiting, so that a barrier without waiters ends without a system call.
 //!
+//! # The P of a sleeping M
+//!
+//! A waiting M parks its P as `Idle` (but not in the idle list, so no other M acquires it,
+//! and sysmon, which retakes only `Syscall` Ps, leaves it alone), as Go's stop-the-world
+//! leaves the Ps of stopped Ms to the stopper. A requester reaches such a P without the M:
+//! the next barrier stops it (`try_stop_parked`), runs `f` on its behalf and releases it,
+//! however long the M takes to be scheduled after the end's wake-up (on a virtual machine, a
+//! halted vCPU can take milliseconds to come back). It is the parking protocol of
+//! `README.md`: the M publishes `Idle`, then re-reads its poll word before each sleep, so a
+//! requester that armed the P and saw it still `Running` is never left waiting for a poll.
+//! Waking, the M takes its P back, waiting only while a requester holds it in `GcStop`.
+//!
 //! A waiter counts itself, then re-reads `events` and `barrier` before each `FUTEX_WAIT`;
 //! the end bumps `barrier` and `events`, then reads `waiters` (all sequentially consistent):
 //! either the end sees the waiter and wakes it, or the waiter sees the end.
@@ -41,9 +53,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use safepoint_kit::futex;
 use safepoint_kit::sched;
 
-use safepoint_abi::CachePadded;
+use safepoint_abi::{CachePadded, PStatus};
 
 use crate::runtime::P;
+use crate::runtime::status::backoff;
 
 /// What the M of a P that has been served does while the barrier is still in flight.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -211,8 +224,16 @@ impl Gate {
     /// [`Gate::must_wait`] says so; a goroutine's caller makes the goroutine scannable
     /// first. Async-signal-safe.
     pub(crate) fn give_way(&self, p: &P) {
-        if let Some(barrier) = self.must_wait(p) {
-            self.wait(p, barrier);
+        if let Some(mut barrier) = self.must_wait(p) {
+            // A later barrier may have served `p` on its behalf while its M slept: then it
+            // waits for that one too.
+            loop {
+                self.wait(p, barrier);
+                match self.must_wait(p) {
+                    Some(next) if next != barrier => barrier = next,
+                    _ => break,
+                }
+            }
         } else if self.policy == ServedPs::Yield && self.served_in_flight(p).is_some() {
             self.yields.fetch_add(1, Ordering::Relaxed);
             sched::yield_now();
@@ -225,21 +246,30 @@ impl Gate {
         (barrier % 2 == 1 && p.served_in.load(Ordering::Relaxed) == barrier).then_some(barrier)
     }
 
-    /// Sleeps until `barrier` ends, or `p`'s preempt bit is armed.
+    /// Sleeps until `barrier` ends, a stack scan pokes `p`, or `p` is armed again, with `p`
+    /// parked as `Idle` meanwhile (see "The P of a sleeping M" above); then takes `p` back.
     fn wait(&self, p: &P, barrier: u32) {
         self.waits.fetch_add(1, Ordering::Relaxed);
         self.waiters.fetch_add(1, Ordering::SeqCst);
         p.giving_way.store(true, Ordering::SeqCst);
-        loop {
-            let seen = self.events.load(Ordering::SeqCst);
-            if self.barrier.load(Ordering::SeqCst) != barrier {
-                break;
+        if p.status.cas(PStatus::Running, PStatus::Idle).is_ok() {
+            loop {
+                let seen = self.events.load(Ordering::SeqCst);
+                if self.barrier.load(Ordering::SeqCst) != barrier {
+                    break;
+                }
+                if !p.giving_way.load(Ordering::SeqCst) {
+                    self.left_early.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                // Sequentially consistent after publishing `Idle`: a requester that armed `p`
+                // and then saw it `Running` waits for its poll, so leave and take it back.
+                if p.safepoint_armed() {
+                    break;
+                }
+                futex::wait(&self.events, seen, None);
             }
-            if !p.giving_way.load(Ordering::SeqCst) {
-                self.left_early.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-            futex::wait(&self.events, seen, None);
+            take_back(p);
         }
         p.giving_way.store(false, Ordering::Relaxed);
         self.waiters.fetch_sub(1, Ordering::Release);
@@ -261,5 +291,22 @@ impl Gate {
 
     pub(crate) fn policy(&self) -> ServedPs {
         self.policy
+    }
+}
+
+/// The waiting M takes its `Idle` P back, waiting while a requester holds it stopped (the
+/// length of one `f`). Nothing else takes an `Idle` P that is not in the idle list.
+/// Async-signal-safe.
+fn take_back(p: &P) {
+    let mut spins = 0;
+    loop {
+        match p.status.cas(PStatus::Idle, PStatus::Running) {
+            Ok(()) => return,
+            Err(PStatus::GcStop) => backoff(&mut spins),
+            Err(other) => {
+                debug_assert!(false, "{}: {other} while its M gave way", p.id);
+                return;
+            }
+        }
     }
 }
