@@ -142,7 +142,6 @@ impl Shared {
         }
     }
 
-
     pub(crate) fn m_by_id(&self, id: safepoint_abi::MId) -> Option<Arc<M>> {
         self.all_ms.lock().iter().find(|m| m.id == id).cloned()
     }

@@ -20,8 +20,8 @@ use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RStr};
 use safepoint_abi::{
-    CachePadded, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn, SafePointFn_TO,
-    SafePointFnArc,
+    CachePadded, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn,
+    SafePointFn_TO, SafePointFnArc,
 };
 
 use crate::runtime::{self, P, Shared, current_p, poll_bits};

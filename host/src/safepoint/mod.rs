@@ -20,9 +20,9 @@ use crate::runtime::{
 };
 use crate::sys;
 
-pub(crate) use host::host_ref;
-use host::counted_fn;
 pub(crate) use host::Tally;
+use host::counted_fn;
+pub(crate) use host::host_ref;
 pub(crate) use served::Gate;
 pub use served::{ServedPs, ServedPsStats};
 pub(crate) use timeout::{InFlight, SafepointConfig, check_timeout};

@@ -61,7 +61,12 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// A barrier of `strategy` began at `start`.
-    pub(crate) fn begin(&mut self, shared: &Shared, strategy: &Arc<ActiveStrategy>, start: Instant) {
+    pub(crate) fn begin(
+        &mut self,
+        shared: &Shared,
+        strategy: &Arc<ActiveStrategy>,
+        start: Instant,
+    ) {
         self.strategy = Some(Arc::clone(strategy));
         self.start = Some(start);
         self.pokes_before.clear();
