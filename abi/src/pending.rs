@@ -4,11 +4,13 @@
 //!
 //! Not part of the ABI: nothing here crosses the boundary, and a plugin may do without it.
 
+mod published;
+
 use std::ops::Deref;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::{HostRef, PId, PStatus, SafePointFnArc};
+use published::PublishedFn;
 
 /// A value on a cache line of its own (128 bytes: two lines, for the adjacent-line
 /// prefetcher), so that Ps writing neighbouring values do not contend.
@@ -105,13 +107,10 @@ struct Served<'a> {
 
 impl Drop for Served<'_> {
     fn drop(&mut self) {
-        // Fails if the next barrier has begun meanwhile: its state is not ours to touch.
-        let _ = self.word.compare_exchange(
-            self.claimed,
-            state::with(self.claimed, state::IDLE),
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        // Nobody else writes a `SERVING` word: the next `begin` and an abandonment wait
+        // for this store (release: it pairs with their acquire load).
+        self.word
+            .store(state::with(self.claimed, state::IDLE), Ordering::Release);
     }
 }
 
@@ -119,15 +118,36 @@ impl Drop for Served<'_> {
 /// that a late disarm cannot clobber the next barrier's arm), acknowledges, and only then
 /// lets the P count as finished.
 fn run_claimed<R>(
-    _served: Served<'_>,
+    served: Served<'_>,
     host: &HostRef,
     p: PId,
     f: &SafePointFnArc,
     acknowledge: impl FnOnce() -> R,
 ) -> R {
     f.call(p);
+    finish_claimed(served, host, p, acknowledge)
+}
+
+/// [`run_claimed`] after `f(p)`: disarms, acknowledges, and lets the P count as finished.
+fn finish_claimed<R>(
+    _served: Served<'_>,
+    host: &HostRef,
+    p: PId,
+    acknowledge: impl FnOnce() -> R,
+) -> R {
     host.disarm_poll(p);
     acknowledge()
+}
+
+/// A short spin, then yields: waiting for a server that is between its acknowledgement and
+/// its last store.
+fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
 }
 
 /// The pending state of every P and the barrier's function.
@@ -138,17 +158,18 @@ fn run_claimed<R>(
 /// The winner disarms `p`'s poll word *before* it acknowledges, so a late disarm cannot
 /// clobber the next barrier's arm: the next barrier begins only after every
 /// acknowledgement. It puts `p` back to `IDLE` only after its acknowledgement, so that an
-/// abandoned round ([`Round`]) can wait until no acknowledgement of it is still on its way.
+/// abandoned round ([`Round`]) and the next [`PendingPs::begin`] can wait until no server of
+/// the round is still on its way. A P's server reads `f` with a plain load (no lock, no
+/// reference count): it is replaced only once no P is serving.
 pub struct PendingPs {
     pending: Box<[CachePadded<AtomicU32>]>,
     /// The number of the last round begun (30 bits, wrapping).
     round: AtomicU32,
     /// A round is in flight: from [`PendingPs::begin`] to its end or abandonment.
     open: AtomicBool,
-    /// The barrier's function, while one is in flight. Written only by the requester, before
-    /// it arms any P and after every P acknowledged (or was withdrawn), so a P that won its
-    /// claim never waits for the lock.
-    f: RwLock<Option<SafePointFnArc>>,
+    /// The barrier's function: of the round in flight, or of the last one until the next
+    /// begins. A P that won its claim reads it with a plain load (see `published.rs`).
+    f: PublishedFn,
 }
 
 impl PendingPs {
@@ -158,7 +179,7 @@ impl PendingPs {
             pending: (0..procs).map(|_| CachePadded::default()).collect(),
             round: AtomicU32::new(0),
             open: AtomicBool::new(false),
-            f: RwLock::new(None),
+            f: PublishedFn::new(),
         }
     }
 
@@ -169,7 +190,10 @@ impl PendingPs {
     /// The caller holds worldsema: no other barrier is in flight. Keep the returned round
     /// until the barrier ends: dropping it earlier abandons the barrier (see [`Round`]).
     pub fn begin<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc) -> Round<'a> {
-        *self.f.write().unwrap_or_else(|e| e.into_inner()) = Some(f.clone());
+        self.settle_last_round();
+        // SAFETY: no P is serving or pending (`settle_last_round`, acquire); we are the
+        // requester (worldsema).
+        unsafe { self.f.set(Some(f.clone())) };
         let own = host.current_p().into_option();
         let others: Vec<PId> = (0..self.pending.len() as u32)
             .map(PId)
@@ -177,8 +201,9 @@ impl PendingPs {
             .collect();
         let round = self.round.load(Ordering::Relaxed).wrapping_add(1) & (u32::MAX >> 2);
         self.round.store(round, Ordering::Relaxed);
+        // Release: a P whose claim reads this mark sees `f`.
         for &p in &others {
-            self.pending[p.index()].store(state::of(round, state::PENDING), Ordering::Relaxed);
+            self.pending[p.index()].store(state::of(round, state::PENDING), Ordering::Release);
         }
         self.open.store(true, Ordering::SeqCst);
         Round {
@@ -214,11 +239,36 @@ impl PendingPs {
         }
     }
 
-    /// Ends the barrier: closes the round and forgets `f`. Every P of the round has
-    /// acknowledged.
+    /// Ends the barrier: closes the round. Every P of the round has acknowledged. `f` stays
+    /// published (unused) until the next [`PendingPs::begin`] replaces it: clearing it here
+    /// would first have to wait for the last server to finish, on the barrier's path.
     pub fn end(&self) {
         self.open.store(false, Ordering::SeqCst);
-        *self.f.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Before a round publishes its `f`: waits until no server of the last round is still
+    /// finishing (between its acknowledgement and putting its word back), and withdraws a P
+    /// a round left pending (only a round ended before every P acknowledged, a strategy bug).
+    /// Usually one load per P, of a line `begin` writes next anyway.
+    fn settle_last_round(&self) {
+        for word in self.pending.iter() {
+            let mut spins = 0u32;
+            loop {
+                let seen = word.load(Ordering::Acquire);
+                match state::status(seen) {
+                    state::SERVING => backoff(&mut spins),
+                    state::PENDING => {
+                        let _ = word.compare_exchange(
+                            seen,
+                            state::with(seen, state::IDLE),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    _ => break,
+                }
+            }
+        }
     }
 
     /// Whether a round is in flight: begun, and neither ended nor abandoned. Sequentially
@@ -264,10 +314,13 @@ impl PendingPs {
         acknowledge: impl FnOnce() -> R,
     ) -> Option<R> {
         let served = self.claim(p)?;
-        // Claimed: `f` stays published until this P has finished.
-        let f = self.f.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let f = f.expect("a claimed P has a barrier function");
-        Some(run_claimed(served, host, p, &f, acknowledge))
+        {
+            // SAFETY: claimed in the round that published `f`; the reference ends here,
+            // before `served` finishes.
+            let f = unsafe { self.f.get() };
+            f.expect("a claimed P has a barrier function").call(p);
+        }
+        Some(finish_claimed(served, host, p, acknowledge))
     }
 
     /// Moves `p` from pending to serving; the guard puts it back to idle when dropped, even
@@ -333,15 +386,11 @@ impl PendingPs {
         for word in self.pending.iter() {
             let mut spins = 0u32;
             while word.load(Ordering::Acquire) == state::of(round, state::SERVING) {
-                if spins < 64 {
-                    spins += 1;
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+                backoff(&mut spins);
             }
         }
-        *self.f.write().unwrap_or_else(|e| e.into_inner()) = None;
+        // SAFETY: every P of the round is withdrawn or finished (acquire, above).
+        unsafe { self.f.set(None) };
     }
 }
 
@@ -530,7 +579,8 @@ mod tests {
         assert!(!pending.is_pending(PId(1)) && !pending.is_pending(PId(2)));
         assert_eq!(armed(&fake), [false; 4], "withdrawn Ps are disarmed");
         assert_eq!(pending.serve_at_safe_point(&host, PId(1), || ()), None);
-        assert!(pending.f.read().unwrap().is_none());
+        // SAFETY: nothing is pending or serving any more (the round was abandoned).
+        assert!(unsafe { pending.f.get() }.is_none());
         assert_eq!(count(&calls), [0; 4], "f never ran");
     }
 
@@ -574,29 +624,46 @@ mod tests {
     }
 
     /// A P's server may still be finishing (its acknowledgement done, so the barrier ended)
-    /// when the next barrier marks the P pending: it must leave the new mark alone.
+    /// when the requester begins the next barrier: the new round waits for it, so the late
+    /// server cannot touch the new round's mark, nor read `f` as it is replaced.
     #[test]
-    fn a_server_finishing_late_leaves_the_next_barrier_alone() {
+    fn the_next_round_waits_for_a_server_finishing_late() {
         let (host, _, calls, f) = setup();
-        let pending = PendingPs::new(4);
+        let pending = std::sync::Arc::new(PendingPs::new(4));
         let first = pending.begin(&host, &f);
-        let mut second = None;
-        pending.serve_at_safe_point(&host, PId(1), || {
-            pending.serve(&host, PId(2), &f, || ());
-            // P1's acknowledgement was the last: the requester ends this barrier and begins
-            // the next before P1's server has returned.
-            pending.end();
-            second = Some(pending.begin(&host, &f));
-        });
-        drop(first);
-        assert!(
-            pending.is_open(),
-            "the old round's guard left the new one alone"
+        assert!(pending.serve(&host, PId(2), &f, || ()).is_some());
+        let (acked, beginning) = (
+            std::sync::Arc::new(std::sync::Barrier::new(2)),
+            std::sync::Arc::new(AtomicBool::new(false)),
         );
+        let server = {
+            let (pending, host, acked, beginning) = (
+                std::sync::Arc::clone(&pending),
+                host.clone(),
+                std::sync::Arc::clone(&acked),
+                std::sync::Arc::clone(&beginning),
+            );
+            std::thread::spawn(move || {
+                pending.serve_at_safe_point(&host, PId(1), || {
+                    // The last acknowledgement: the requester ends and begins the next
+                    // barrier before this server has finished.
+                    acked.wait();
+                    while !beginning.load(Ordering::SeqCst) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+        };
+        acked.wait();
+        first.end();
+        beginning.store(true, Ordering::SeqCst);
+        let second = pending.begin(&host, &f);
+        assert_eq!(server.join().unwrap(), Some(()));
+        assert!(pending.is_open());
         assert!(pending.is_pending(PId(1)), "P1 is pending in the new round");
         assert!(pending.is_pending(PId(2)));
         assert_eq!(count(&calls), [0, 1, 1, 0]);
-        second.expect("begun").end();
+        second.end();
     }
 
     /// A server whose acknowledgement unwinds still finishes, so an abandonment cannot hang.

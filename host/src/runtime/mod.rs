@@ -46,7 +46,9 @@ pub(crate) use preempt::suspend_g;
 pub(crate) use sched::ready;
 
 use crate::plugin::{LoadError, Plugin};
-use crate::safepoint::{ActiveStrategy, Gate, InFlight, SafepointConfig, ServedPs, TimeoutReport};
+use crate::safepoint::{
+    ActiveStrategy, Gate, InFlight, SafepointConfig, ServedPs, Tally, TimeoutReport,
+};
 use sched::Sched;
 use time::Timers;
 
@@ -82,7 +84,9 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     sysmon_stop: (Mutex<bool>, Condvar),
     /// The barrier in flight, for sysmon's timeout check.
-    pub(crate) in_flight: Mutex<Option<InFlight>>,
+    pub(crate) in_flight: Mutex<InFlight>,
+    /// The host's count of `f`'s calls in the barrier in flight (reused by every barrier).
+    pub(crate) tally: Arc<Tally>,
     pub(crate) last_timeout_report: Mutex<Option<TimeoutReport>>,
 }
 
@@ -136,10 +140,6 @@ impl Shared {
                 strategy.name, m.id
             );
         }
-    }
-
-    pub(crate) fn set_in_flight(&self, in_flight: Option<InFlight>) {
-        *self.in_flight.lock() = in_flight;
     }
 
     pub(crate) fn m_by_id(&self, id: safepoint_abi::MId) -> Option<Arc<M>> {
@@ -206,8 +206,9 @@ impl Builder {
     pub fn build(self, plugin: &Plugin, config: &str) -> Result<Runtime, LoadError> {
         assert!(self.procs > 0, "a runtime needs at least one P");
         let ps: Vec<P> = (0..self.procs).map(|i| P::new(PId(i as u32))).collect();
+        let ps: &'static [P] = Box::leak(ps.into_boxed_slice());
         let shared = Arc::new(Shared {
-            ps: Box::leak(ps.into_boxed_slice()),
+            ps,
             sched: Mutex::new(Sched::default()),
             allgs: Mutex::new(HashMap::new()),
             next_goid: AtomicU64::new(1),
@@ -223,7 +224,8 @@ impl Builder {
             served: Gate::new(self.served_ps),
             shutting_down: AtomicBool::new(false),
             sysmon_stop: (Mutex::new(false), Condvar::new()),
-            in_flight: Mutex::new(None),
+            in_flight: Mutex::new(InFlight::default()),
+            tally: Arc::new(Tally::new(ps)),
             last_timeout_report: Mutex::new(None),
         });
         let strategy = plugin.instantiate(crate::safepoint::host_ref(&shared), config)?;

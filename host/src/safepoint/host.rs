@@ -13,18 +13,17 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Once};
 
 use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RStr};
 use safepoint_abi::{
-    Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn, SafePointFn_TO,
-    SafePointFnArc,
+    CachePadded, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn,
+    SafePointFn_TO, SafePointFnArc,
 };
 
-use super::BarrierFn;
 use crate::runtime::{self, P, Shared, current_p, poll_bits};
 use crate::sys;
 
@@ -150,80 +149,170 @@ impl Host for HostHandle {
     }
 }
 
-/// Per-barrier bookkeeping of the host: how often `f` ran for each P, and by whom.
+/// The host's bookkeeping of the barrier in flight: how often `f` ran for each P, and by
+/// whom. One per runtime, reset by the requester as each barrier begins, so the requester's
+/// path allocates nothing for it; each P's slot is on a line of its own, so a served P
+/// writes no line another P writes.
 pub(crate) struct Tally {
-    pub(crate) counts: Box<[AtomicU32]>,
+    slots: Box<[CachePadded<Slot>]>,
     /// The runtime's Ps, to record in each that this barrier served it.
     ps: &'static [P],
-    /// The barrier's number (see `served.rs`).
-    barrier: u32,
-    /// The requester's own P.
-    pub(crate) own_p: Option<PId>,
-    /// `f` ran on the P's own M, at its safe point.
-    pub(crate) by_self: AtomicU32,
-    /// `f` ran on another thread (the requester), on the P's behalf.
-    pub(crate) by_requester: AtomicU32,
+    /// The number of the barrier in flight (see `served.rs`); a call of an older barrier's
+    /// `f` (a strategy that kept it past its return) counts for nothing.
+    barrier: AtomicU32,
     /// The first panic of the user's `f`, with its P.
     pub(crate) panicked: Mutex<Option<(PId, String)>>,
     /// A call for a P that does not exist.
     pub(crate) bad_p: Mutex<Option<PId>>,
 }
 
+/// One P's part of the tally.
+#[derive(Default)]
+struct Slot {
+    /// Times `f` ran for the P in this barrier.
+    calls: AtomicU32,
+    /// The last call ran on the P's own M, at its safe point.
+    by_self: AtomicBool,
+    /// The P was not `Dead` as the barrier began.
+    live: AtomicBool,
+}
+
+/// Who ran `f` for the Ps of a barrier, as [`Tally::summary`] finds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TallySummary {
+    pub(crate) live: u32,
+    pub(crate) by_self: u32,
+    pub(crate) by_requester: u32,
+    /// The first live P that `f` did not run for, and how many were missed.
+    pub(crate) missed: Option<(PId, usize)>,
+    /// The first P that `f` ran for more than once, and how often.
+    pub(crate) repeated: Option<(PId, u32)>,
+}
+
 impl Tally {
-    pub(crate) fn new(ps: &'static [P], barrier: u32, own_p: Option<PId>) -> Tally {
+    pub(crate) fn new(ps: &'static [P]) -> Tally {
         Tally {
-            counts: ps.iter().map(|_| AtomicU32::new(0)).collect(),
+            slots: ps.iter().map(|_| CachePadded::default()).collect(),
             ps,
-            barrier,
-            own_p,
-            by_self: AtomicU32::new(0),
-            by_requester: AtomicU32::new(0),
+            barrier: AtomicU32::new(0),
             panicked: Mutex::new(None),
             bad_p: Mutex::new(None),
         }
     }
 
+    /// Resets the tally, with the Ps not `Dead` as the barrier begins. Returns the runnable
+    /// Ms: those that run a P, and those asleep until the last barrier's end, which its
+    /// wake-up has made runnable (their Ps are `Idle` meanwhile, see `served.rs`). The caller
+    /// holds worldsema, and next calls [`Tally::open`].
+    pub(crate) fn reset(&self) -> usize {
+        let mut runnable = 0;
+        for (slot, p) in self.slots.iter().zip(self.ps) {
+            let status = p.status.load();
+            slot.calls.store(0, Ordering::Relaxed);
+            slot.by_self.store(false, Ordering::Relaxed);
+            slot.live.store(status != PStatus::Dead, Ordering::Relaxed);
+            if status == PStatus::Running || p.giving_way.load(Ordering::Relaxed) {
+                runnable += 1;
+            }
+        }
+        runnable
+    }
+
+    /// From now on, the calls of barrier `barrier`'s `f` count.
+    pub(crate) fn open(&self, barrier: u32) {
+        // Release: published to the Ps with the strategy's arm, which follows.
+        self.barrier.store(barrier, Ordering::Release);
+    }
+
     pub(crate) fn count(&self, p: PId) -> u32 {
-        self.counts[p.index()].load(Ordering::Acquire)
+        self.slots[p.index()].calls.load(Ordering::Acquire)
+    }
+
+    /// After the strategy returned: who ran `f` for whom. `own_p` is the requester's P.
+    pub(crate) fn summary(&self, own_p: Option<PId>) -> TallySummary {
+        let mut summary = TallySummary::default();
+        let mut missed = 0;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let p = PId(i as u32);
+            let calls = slot.calls.load(Ordering::Acquire);
+            if slot.live.load(Ordering::Relaxed) {
+                summary.live += 1;
+                if calls == 0 {
+                    missed += 1;
+                    summary.missed.get_or_insert((p, 0));
+                }
+            }
+            if calls > 1 && summary.repeated.is_none() {
+                summary.repeated = Some((p, calls));
+            }
+            if calls > 0 && own_p != Some(p) {
+                if slot.by_self.load(Ordering::Relaxed) {
+                    summary.by_self += 1;
+                } else {
+                    summary.by_requester += 1;
+                }
+            }
+        }
+        if let Some((_, n)) = &mut summary.missed {
+            *n = missed;
+        }
+        summary
     }
 }
 
-/// The user's function, as the strategy sees it: counted and panic-proof.
-#[derive(Clone)]
-struct CountedFn {
+/// The user's function, as the strategy sees it: counted and panic-proof. (The ABI's
+/// `SafePointFn` is `Clone`, which the user's closure need not be, hence its `Arc`.)
+struct CountedFn<F> {
     tally: Arc<Tally>,
-    f: BarrierFn,
+    barrier: u32,
+    f: Arc<F>,
 }
 
-pub(crate) fn counted_fn(tally: &Arc<Tally>, f: BarrierFn) -> SafePointFnArc {
+impl<F> Clone for CountedFn<F> {
+    fn clone(&self) -> Self {
+        CountedFn {
+            tally: Arc::clone(&self.tally),
+            barrier: self.barrier,
+            f: Arc::clone(&self.f),
+        }
+    }
+}
+
+/// The barrier function a strategy gets for barrier `barrier`, counted in `tally`.
+pub(crate) fn counted_fn<F>(tally: &Arc<Tally>, barrier: u32, f: F) -> SafePointFnArc
+where
+    F: Fn(PId) + Send + Sync + 'static,
+{
     install_quiet_panic_hook();
     SafePointFn_TO::from_ptr(
         RArc::new(CountedFn {
             tally: Arc::clone(tally),
-            f,
+            barrier,
+            f: Arc::new(f),
         }),
         TD_Opaque,
     )
 }
 
-impl SafePointFn for CountedFn {
+impl<F> SafePointFn for CountedFn<F>
+where
+    F: Fn(PId) + Send + Sync + 'static,
+{
     fn call(&self, p: PId) {
-        let Some(count) = self.tally.counts.get(p.index()) else {
+        if self.tally.barrier.load(Ordering::Acquire) != self.barrier {
+            return;
+        }
+        let Some(slot) = self.tally.slots.get(p.index()) else {
             self.tally.bad_p.lock().get_or_insert(p);
             return;
         };
-        count.fetch_add(1, Ordering::AcqRel);
+        slot.calls.fetch_add(1, Ordering::AcqRel);
+        if current_p().is_some_and(|cur| cur.id == p) {
+            slot.by_self.store(true, Ordering::Relaxed);
+        }
         self.tally.ps[p.index()]
             .served_in
-            .store(self.tally.barrier, Ordering::Relaxed);
-        if self.tally.own_p != Some(p) {
-            let by = if current_p().is_some_and(|cur| cur.id == p) {
-                &self.tally.by_self
-            } else {
-                &self.tally.by_requester
-            };
-            by.fetch_add(1, Ordering::Relaxed);
-        }
+            .store(self.barrier, Ordering::Relaxed);
         let outer = enter_barrier_fn(true);
         let result = catch_unwind(AssertUnwindSafe(|| (self.f)(p)));
         enter_barrier_fn(outer);

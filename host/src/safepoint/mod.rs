@@ -11,18 +11,18 @@ mod timeout;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use safepoint_abi::{Capabilities, PId, PStatus, PluginError, StrategyBox};
+use safepoint_abi::{Capabilities, PId, PluginError, StrategyBox};
 
 use crate::runtime::{
     P, Shared, WaitReason, current_g, current_p, poll_bits, waiting_on_system_stack,
 };
 use crate::sys;
 
+pub(crate) use host::Tally;
+use host::counted_fn;
 pub(crate) use host::host_ref;
-use host::{Tally, counted_fn};
 pub(crate) use served::Gate;
 pub use served::{ServedPs, ServedPsStats};
 pub(crate) use timeout::{InFlight, SafepointConfig, check_timeout};
@@ -219,7 +219,6 @@ where
     F: Fn(PId) + Send + Sync + 'static,
 {
     let shared = Arc::clone(&world.shared);
-    let f: BarrierFn = Arc::new(f);
     waiting_on_system_stack(reason, move || run_barrier(&shared, f))
         .ok_or(BarrierError::NotOnGoroutine)?
 }
@@ -244,35 +243,23 @@ pub unsafe fn for_each_p_unchecked<F>(
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
-    run_barrier(&world.shared, Arc::new(f))
+    run_barrier(&world.shared, f)
 }
 
 /// Runs the strategy's barrier and checks the contract.
-fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, BarrierError> {
+///
+/// The requester's path allocates once, for `f` with its count (the tally, the live-P list
+/// and the in-flight record are the runtime's, reset here), and reads the wall clock twice.
+fn run_barrier<F>(shared: &Arc<Shared>, f: F) -> Result<BarrierReport, BarrierError>
+where
+    F: Fn(PId) + Send + Sync + 'static,
+{
     let strategy = shared.strategy();
-    let statuses: Vec<PStatus> = shared.ps.iter().map(|p| p.status.load()).collect();
-    let live: Vec<bool> = statuses.iter().map(|s| *s != PStatus::Dead).collect();
-    // Runnable Ms: those that run a P, and those asleep until the last barrier's end, which
-    // its wake-up has made runnable (their Ps are `Idle` meanwhile, see `served.rs`).
-    let runnable = shared
-        .ps
-        .iter()
-        .zip(&statuses)
-        .filter(|(p, s)| **s == PStatus::Running || p.giving_way.load(Ordering::Relaxed))
-        .count();
+    let own_p = current_p().map(|p| p.id);
+    let runnable = shared.tally.reset();
     let barrier = BarrierInFlight::begin(shared, runnable);
-    let tally = Arc::new(Tally::new(
-        shared.ps,
-        barrier.number,
-        current_p().map(|p| p.id),
-    ));
-    let f = counted_fn(&tally, f);
-    shared.set_in_flight(Some(InFlight::new(
-        shared,
-        &strategy,
-        &tally,
-        Instant::now(),
-    )));
+    shared.tally.open(barrier.number);
+    let f = counted_fn(&shared.tally, barrier.number, f);
     // The thread CPU clock is a system call (hundreds of ns): read it outside the window
     // that `duration` measures.
     let cpu_clock = || {
@@ -284,53 +271,50 @@ fn run_barrier(shared: &Arc<Shared>, f: BarrierFn) -> Result<BarrierReport, Barr
     };
     let cpu_start = cpu_clock();
     let start = Instant::now();
+    shared.in_flight.lock().begin(shared, &strategy, start);
     let result = strategy.object.for_each_p_internal(f).into_result();
     let duration = start.elapsed();
     // After the measured window: waking the served Ps is not part of reaching them.
     drop(barrier);
     let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));
-    shared.set_in_flight(None);
+    shared.in_flight.lock().end();
+    let tally = &shared.tally;
+    let (bad_p, panicked) = (tally.bad_p.lock().take(), tally.panicked.lock().take());
     let name = || strategy.name.clone();
     result.map_err(|error| BarrierError::Strategy {
         strategy: name(),
         error,
     })?;
-    if let Some(p) = *tally.bad_p.lock() {
+    if let Some(p) = bad_p {
         return Err(BarrierError::NoSuchP {
             strategy: name(),
             p,
         });
     }
-    let mut missed = shared
-        .ps
-        .iter()
-        .zip(&live)
-        .filter(|(p, live)| **live && tally.count(p.id) == 0)
-        .map(|(p, _)| p.id);
-    if let Some(p) = missed.next() {
+    let summary = tally.summary(own_p);
+    if let Some((p, missing)) = summary.missed {
         return Err(BarrierError::Skipped {
             strategy: name(),
             p,
-            missing: 1 + missed.count(),
+            missing,
         });
     }
-    if let Some(p) = shared.ps.iter().find(|p| tally.count(p.id) > 1) {
+    if let Some((p, times)) = summary.repeated {
         return Err(BarrierError::Repeated {
             strategy: name(),
-            p: p.id,
-            times: tally.count(p.id),
+            p,
+            times,
         });
     }
-    if let Some((p, message)) = tally.panicked.lock().take() {
+    if let Some((p, message)) = panicked {
         return Err(BarrierError::FnPanicked { p, message });
     }
-    let load = |c: &std::sync::atomic::AtomicU32| c.load(std::sync::atomic::Ordering::Relaxed);
     Ok(BarrierReport {
         duration,
         requester_cpu,
-        ps: live.iter().filter(|l| **l).count() as u32,
-        by_themselves: load(&tally.by_self),
-        by_requester: load(&tally.by_requester),
+        ps: summary.live,
+        by_themselves: summary.by_self,
+        by_requester: summary.by_requester,
     })
 }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use safepoint_abi::{MId, PId, PStatus};
 
 use super::ActiveStrategy;
-use super::host::Tally;
 use crate::runtime::{GStatus, GoId, Shared};
 
 /// What to do when a barrier runs past the safepoint timeout.
@@ -48,34 +47,37 @@ impl Default for SafepointConfig {
     }
 }
 
-/// The barrier in flight, as sysmon watches it.
+/// The barrier in flight, as sysmon watches it. One per runtime, reused by every barrier
+/// (the requester's path allocates nothing for it).
+#[derive(Default)]
 pub(crate) struct InFlight {
-    strategy: Arc<ActiveStrategy>,
-    tally: Arc<Tally>,
-    start: Instant,
+    /// The strategy running the barrier; `None` while no barrier is in flight.
+    strategy: Option<Arc<ActiveStrategy>>,
+    start: Option<Instant>,
     /// Each P's poke count when the barrier started.
     pokes_before: Vec<u64>,
     reports: u32,
 }
 
 impl InFlight {
-    pub(crate) fn new(
+    /// A barrier of `strategy` began at `start`.
+    pub(crate) fn begin(
+        &mut self,
         shared: &Shared,
         strategy: &Arc<ActiveStrategy>,
-        tally: &Arc<Tally>,
         start: Instant,
-    ) -> InFlight {
-        InFlight {
-            strategy: Arc::clone(strategy),
-            tally: Arc::clone(tally),
-            start,
-            pokes_before: shared
-                .ps
-                .iter()
-                .map(|p| p.pokes.load(Ordering::Relaxed))
-                .collect(),
-            reports: 0,
-        }
+    ) {
+        self.strategy = Some(Arc::clone(strategy));
+        self.start = Some(start);
+        self.pokes_before.clear();
+        self.pokes_before
+            .extend(shared.ps.iter().map(|p| p.pokes.load(Ordering::Relaxed)));
+        self.reports = 0;
+    }
+
+    /// The barrier ended.
+    pub(crate) fn end(&mut self) {
+        self.strategy = None;
     }
 }
 
@@ -155,16 +157,16 @@ pub(crate) fn check_timeout(shared: &Shared) {
         return;
     };
     let report = {
-        let mut slot = shared.in_flight.lock();
-        let Some(in_flight) = slot.as_mut() else {
+        let mut in_flight = shared.in_flight.lock();
+        let (Some(strategy), Some(start)) = (in_flight.strategy.clone(), in_flight.start) else {
             return;
         };
-        let elapsed = in_flight.start.elapsed();
+        let elapsed = start.elapsed();
         if elapsed < timeout * (in_flight.reports + 1) {
             return;
         }
         in_flight.reports += 1;
-        build_report(shared, in_flight, elapsed)
+        build_report(shared, &in_flight, &strategy, elapsed)
     };
     // Straight to the stream, past any output capture: this may be the last word.
     let _ = write!(std::io::stderr(), "{report}");
@@ -178,11 +180,16 @@ pub(crate) fn check_timeout(shared: &Shared) {
     }
 }
 
-fn build_report(shared: &Shared, in_flight: &InFlight, elapsed: Duration) -> TimeoutReport {
+fn build_report(
+    shared: &Shared,
+    in_flight: &InFlight,
+    strategy: &ActiveStrategy,
+    elapsed: Duration,
+) -> TimeoutReport {
     let late = shared
         .ps
         .iter()
-        .filter(|p| in_flight.tally.count(p.id) == 0 && p.status.load() != PStatus::Dead)
+        .filter(|p| shared.tally.count(p.id) == 0 && p.status.load() != PStatus::Dead)
         .map(|p| {
             let m = p.m().and_then(|id| shared.m_by_id(id));
             let pokes = p.pokes.load(Ordering::Relaxed) - in_flight.pokes_before[p.id.index()];
@@ -204,7 +211,7 @@ fn build_report(shared: &Shared, in_flight: &InFlight, elapsed: Duration) -> Tim
         })
         .collect();
     TimeoutReport {
-        strategy: in_flight.strategy.name.clone(),
+        strategy: strategy.name.clone(),
         elapsed,
         procs: shared.ps.len(),
         late,

@@ -15,6 +15,12 @@ pub(crate) const DEFAULT_SIGNAL: &str = "SIGURG";
 /// the latter.
 pub(crate) const DEFAULT_RESIGNAL: Duration = Duration::from_micros(100);
 
+/// How long the requester lets running Ps reach their poll before it signals those still
+/// pending, when every P can have a CPU of its own (`grace=DURATION`); chosen by
+/// measurement (see the README): a P that polls every few hundred nanoseconds is reached
+/// within it, at polling's cost, and one that never polls pays a signal a little later.
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_micros(1);
+
 /// Spin rounds before a waiter sleeps, when every P can have a CPU of its own: `2^9 - 1`
 /// pauses, about 11 µs on the development machine (22 ns a pause), which covers a signal's
 /// delivery to a running thread (10 µs there) and a requester's reply.
@@ -95,6 +101,10 @@ pub(crate) struct Config {
     pub(crate) signal: Signal,
     /// How often late Ps are armed and signalled again: `resignal=100us`.
     pub(crate) resignal: Duration,
+    /// How long running Ps may take to poll before they are signalled: `grace=1us`; `None`
+    /// for the default, which is none when Ps outnumber CPUs (a requester that waits for a
+    /// P keeps a CPU from it) and [`DEFAULT_GRACE`] otherwise.
+    pub(crate) grace: Option<Duration>,
     /// How long the requester, and a P stopped in its handler, spin before they sleep on
     /// their futex: `2^N - 1` pauses (`spin=N`), or `None` for the default, which depends on
     /// whether the Ps fit the CPUs (`spin=auto`).
@@ -108,7 +118,8 @@ pub(crate) struct Config {
 /// The one fault the strategy can inject; see [`Config::inject_panic`].
 const FAULT_PANIC_SERVING: &str = "panic-serving-stopped-p";
 
-const KEYS: &str = "signal=NAME, resignal=DURATION (e.g. 100us, 1ms), spin=N|auto";
+const KEYS: &str =
+    "signal=NAME, resignal=DURATION (e.g. 100us, 1ms), grace=DURATION|auto, spin=N|auto";
 
 fn invalid(message: String) -> PluginError {
     PluginError::new(ErrorKind::InvalidConfig, "new", message)
@@ -132,6 +143,7 @@ impl Config {
         let mut parsed = Config {
             signal: Signal::parse(DEFAULT_SIGNAL).expect("the default signal parses"),
             resignal: DEFAULT_RESIGNAL,
+            grace: None,
             spin_rounds: None,
             inject_panic: false,
         };
@@ -149,6 +161,18 @@ impl Config {
                                  with its unit (ns, us, ms)"
                             ))
                         })?;
+                }
+                "grace" if value == "auto" => parsed.grace = None,
+                "grace" => {
+                    let grace = parse_duration(value)
+                        .filter(|d| *d <= Duration::from_millis(1))
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "grace={value}: expected auto or a duration from 0ns to 1ms, \
+                                 with its unit (ns, us, ms)"
+                            ))
+                        })?;
+                    parsed.grace = Some(grace);
                 }
                 "fault" if value == FAULT_PANIC_SERVING => parsed.inject_panic = true,
                 "fault" => {
@@ -212,6 +236,12 @@ mod tests {
         assert!(err("resignal=100").contains("with its unit"));
         assert!(err("resignal=5s").contains("from 10us to 1000ms"));
         assert!(err("spin=99").contains("from 0 to 20"));
+        assert!(err("grace=2s").contains("from 0ns to 1ms"));
+        assert_eq!(
+            Config::parse("grace=500ns").expect("grace").grace,
+            Some(Duration::from_nanos(500))
+        );
+        assert_eq!(Config::parse("grace=auto").expect("auto").grace, None);
         assert!(err("colour=blue").contains("the signal strategy takes signal=NAME"));
         let ok = Config::parse("signal=SIGUSR2, resignal=1ms, spin=0").expect("valid");
         assert_eq!(ok.signal.number, libc::SIGUSR2);

@@ -17,7 +17,7 @@ mod threads;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
@@ -78,15 +78,9 @@ impl SignalStrategy {
         let _parked = ReleaseParked(st);
         let round = st.pending.begin(&st.host, f);
         st.expect_acknowledgements(round.others.len());
-        // 1. Arm every other P, then signal the running ones, before serving any: all of
-        //    them head for a safe point at once.
+        // 1. Arm every other P, so that running Ps head for their polls at once.
         for &p in &round.others {
             st.host.arm_poll(p);
-        }
-        for &p in &round.others {
-            if st.host.p_status(p) == PStatus::Running {
-                self.signal(p);
-            }
         }
         // 2. The requester's own P.
         if let Some(own) = round.own {
@@ -98,7 +92,17 @@ impl SignalStrategy {
             st.pending
                 .serve_if_parked(&st.host, p, f, || st.acknowledge());
         }
-        // 4. The running Ps.
+        // 4. The grace period: running Ps that poll serve themselves; signal the rest.
+        if !self.grace_period() {
+            for &p in &round.others {
+                if st.host.p_status(p) == PStatus::Running {
+                    self.signal(p);
+                }
+            }
+        } else {
+            st.counters.polled_in_grace.add();
+        }
+        // 5. The running Ps.
         self.wait(&round.others, f);
         round.end();
     }
@@ -183,6 +187,31 @@ impl SignalStrategy {
                 st.counters.requester_sleeps.add();
                 st.wakeup
                     .sleep(seen, Duration::from_nanos(next_resignal - now));
+            }
+        }
+    }
+
+    /// Spins until every P has acknowledged, for at most the grace period; returns whether
+    /// they all did (then nothing is signalled).
+    fn grace_period(&self) -> bool {
+        let st = &*self.state;
+        let grace = st.grace();
+        if st.remaining() == 0 {
+            return true;
+        }
+        if grace.is_zero() {
+            return false;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                if st.remaining() == 0 {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= grace {
+                return st.remaining() == 0;
             }
         }
     }

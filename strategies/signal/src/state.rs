@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use safepoint_abi::{CachePadded, Counter, HostRef, PendingPs};
 
-use crate::config::{Config, SPIN_ROUNDS_FITTING, SPIN_ROUNDS_OVERSUBSCRIBED};
+use std::time::Duration;
+
+use crate::config::{Config, DEFAULT_GRACE, SPIN_ROUNDS_FITTING, SPIN_ROUNDS_OVERSUBSCRIBED};
 use crate::park::{ParkWord, Wakeup};
 use crate::threads::ThreadTable;
 
@@ -54,6 +56,8 @@ pub(crate) struct Counters {
     /// Signals sent again because the last one had been discarded: its mark had stood for
     /// [`State::stale_after`] and the signal was no longer pending on its thread.
     pub(crate) stale_resent: Count,
+    /// Barriers whose running Ps all polled within the grace period: no signal sent.
+    pub(crate) polled_in_grace: Count,
     /// Times the requester slept on its futex.
     pub(crate) requester_sleeps: Count,
 }
@@ -72,6 +76,10 @@ impl Counters {
             ("EINTRs caused", &self.eintr),
             ("re-signal rounds", &self.resignal_rounds),
             ("discarded signals sent again", &self.stale_resent),
+            (
+                "barriers reached in the grace period",
+                &self.polled_in_grace,
+            ),
             ("requester sleeps", &self.requester_sleeps),
         ]
         .into_iter()
@@ -134,6 +142,16 @@ impl State {
             Some(rounds) => rounds,
             None if self.host.oversubscribed() => SPIN_ROUNDS_OVERSUBSCRIBED,
             None => self.spin_rounds,
+        }
+    }
+
+    /// How long running Ps may take to poll before the requester signals them: the
+    /// configured grace, or by default none when the runtime is oversubscribed.
+    pub(crate) fn grace(&self) -> Duration {
+        match self.config.grace {
+            Some(grace) => grace,
+            None if self.host.oversubscribed() => Duration::ZERO,
+            None => DEFAULT_GRACE,
         }
     }
 
