@@ -31,7 +31,7 @@
 //!   it up front rather than degrade.
 //! - **Another major: refused.**
 //!
-//! The package version of this crate is the ABI version (`2.0.0` for ABI 2.0), so that
+//! The package version of this crate is the ABI version (`2.1.0` for ABI 2.1), so that
 //! abi_stable's own checks of the root module's and of every type's package version agree.
 //!
 //! ## Why abi_stable prefix types, checked from the older side
@@ -149,7 +149,9 @@ impl fmt::Display for AbiVersion {
 /// The ABI version of this crate.
 ///
 /// - 2.0: minor versions; frozen under `tests/fixtures/abi-2.0/`.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 2, minor: 0 };
+/// - 2.1: single-P handshakes ([`Strategy::handshake`], [`Capabilities::SINGLE_P_HANDSHAKE`]),
+///   [`Host::abi_version`].
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 2, minor: 1 };
 
 /// The symbol under which a plugin exports its [`AbiVersion`], with its trailing NUL.
 pub const ABI_VERSION_SYMBOL: &[u8] = b"SAFEPOINT_ABI_VERSION\0";
@@ -349,13 +351,17 @@ impl Capabilities {
     pub const REACHES_NON_POLLING_PS: Capabilities = Capabilities(1 << 0);
     /// Neither the requester nor the Ps busy-wait.
     pub const NO_BUSY_WAIT: Capabilities = Capabilities(1 << 1);
+    /// Implements [`Strategy::handshake`]: runs a function for one P at its next safe point
+    /// while the other Ps keep running. Since ABI 2.1.
+    pub const SINGLE_P_HANDSHAKE: Capabilities = Capabilities(1 << 2);
 
-    const NAMES: [(Capabilities, &'static str); 2] = [
+    const NAMES: [(Capabilities, &'static str); 3] = [
         (
             Capabilities::REACHES_NON_POLLING_PS,
             "reaches-non-polling-ps",
         ),
         (Capabilities::NO_BUSY_WAIT, "no-busy-wait"),
+        (Capabilities::SINGLE_P_HANDSHAKE, "single-p-handshake"),
     ];
 
     /// Whether every bit of `other` is set in `self`.
@@ -610,6 +616,10 @@ pub trait Host: Send + Sync + Clone {
     /// after [`Strategy::on_poll`]. Async-signal-safe.
     #[sabi(last_prefix_field)]
     fn give_way(&self, p: PId);
+
+    /// The ABI version of the host, at least the plugin's own (a newer plugin is refused).
+    /// Since ABI 2.1.
+    fn abi_version(&self) -> AbiVersion;
 }
 
 /// The host handle a strategy keeps.
@@ -667,6 +677,25 @@ pub trait Strategy: Send + Sync {
     #[sabi(last_prefix_field)]
     fn shutdown(&self) -> RResult<(), PluginError> {
         RResult::ROk(())
+    }
+
+    /// A single-P handshake: runs `f(p)` exactly once, at `p`'s next safe point, while the
+    /// other Ps keep running (HotSpot's thread-local handshake; Go's `preemptM` behind
+    /// `suspendG`), and returns once it has, as a memory barrier with `p`. Only `p` is
+    /// disturbed: its poll word alone is armed, its thread alone signalled. A parked `p` is
+    /// stopped and served by the requester, as in a barrier. The caller holds worldsema, its
+    /// goroutine is in `Waiting(reason)`, and `p` is not the caller's own P.
+    ///
+    /// Since ABI 2.1. A plugin implements it if and only if it declares
+    /// [`Capabilities::SINGLE_P_HANDSHAKE`]; the host checks that `f` ran exactly once and
+    /// for `p` only. By default (and for a 2.0 plugin, whose vtable lacks it) it refuses.
+    fn handshake(&self, p: PId, f: SafePointFnArc) -> RResult<(), PluginError> {
+        let _ = (p, f);
+        RResult::RErr(PluginError::new(
+            ErrorKind::Unsupported,
+            "handshake",
+            "this strategy has no single-p-handshake capability",
+        ))
     }
 }
 

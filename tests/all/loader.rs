@@ -168,6 +168,29 @@ fn the_frozen_2_0_plugin_loads_in_this_host_and_runs_barriers() {
 }
 
 #[test]
+fn a_plugin_of_a_newer_minor_abi_is_refused_naming_both_versions() {
+    let path = plugin_file("safepoint_test_newer_minor");
+    let err = plugin::load_path(&path).expect_err("a newer minor is refused");
+    let newer = AbiVersion {
+        major: ABI_VERSION.major,
+        minor: ABI_VERSION.minor + 1,
+    };
+    let LoadError::NewerAbi { plugin, host, .. } = &err else {
+        panic!("expected NewerAbi, got {err:?}");
+    };
+    assert_eq!((*plugin, *host), (newer, ABI_VERSION));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} was built against safepoint ABI {newer}, newer than this host's ABI \
+             {ABI_VERSION}: it may call what this host lacks; rebuild it against ABI \
+             {ABI_VERSION} or use a newer safepoint",
+            path.display()
+        )
+    );
+}
+
+#[test]
 fn a_failing_constructor_is_reported_with_its_message() {
     let err = Runtime::builder()
         .procs(1)

@@ -20,8 +20,8 @@ use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RStr};
 use safepoint_abi::{
-    Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn, SafePointFn_TO,
-    SafePointFnArc,
+    AbiVersion, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn,
+    SafePointFn_TO, SafePointFnArc,
 };
 
 use super::BarrierFn;
@@ -147,6 +147,10 @@ impl Host for HostHandle {
         {
             self.shared.served.give_way(mine);
         }
+    }
+
+    fn abi_version(&self) -> AbiVersion {
+        safepoint_abi::ABI_VERSION
     }
 }
 

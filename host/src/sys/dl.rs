@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use abi_stable::StableAbi;
-use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+use abi_stable::abi_stability::abi_checking::{
+    CheckingGlobals, check_layout_compatibility_with_globals,
+};
 use abi_stable::library::{LibHeader, LibraryError};
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 use safepoint_abi::{ABI_VERSION_SYMBOL, AbiVersion, StrategyModRef, abi_stable};
@@ -52,7 +54,9 @@ pub(crate) enum OlderMinorError {
 /// Initialises the root module of a plugin of an older minor ABI version than the host's.
 /// abi_stable lets the implementation side be the newer one, so the plugin's layout is
 /// checked as the interface and the host's as the implementation: every type the plugin
-/// knows must be a prefix of the host's.
+/// knows must be a prefix of the host's. The check keeps its own record of prefix types:
+/// abi_stable's process-wide one would remember the host's types as paired with the older
+/// plugin's, and then hold every later plugin of the host's own version to the older layout.
 pub(crate) fn init_older_minor(
     header: &'static LibHeader,
 ) -> Result<StrategyModRef, OlderMinorError> {
@@ -61,8 +65,13 @@ pub(crate) fn init_older_minor(
             "the plugin carries no layout to check".to_owned(),
         ));
     };
-    check_layout_compatibility(plugin_layout, <StrategyModRef as StableAbi>::LAYOUT)
-        .map_err(|e| OlderMinorError::Layout(e.to_string()))?;
+    let own_record = CheckingGlobals::new();
+    check_layout_compatibility_with_globals(
+        plugin_layout,
+        <StrategyModRef as StableAbi>::LAYOUT,
+        &own_record,
+    )
+    .map_err(|e| OlderMinorError::Layout(e.to_string()))?;
     // SAFETY: the check above proved the plugin's root module, and every type reachable from
     // it, a prefix of the host's. Fields past the plugin's prefix are read through accessors
     // that see them absent (a strategy method missing from its vtable runs its default).
