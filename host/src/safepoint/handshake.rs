@@ -45,7 +45,7 @@ where
 }
 
 /// Refuses a strategy without the capability a feature needs, naming it.
-pub(crate) fn require(
+fn require(
     shared: &Shared,
     capability: Capabilities,
     feature: &'static str,

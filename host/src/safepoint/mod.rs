@@ -22,7 +22,6 @@ use crate::runtime::{
 };
 use crate::sys;
 
-pub(crate) use handshake::require;
 pub use handshake::{HandshakeReport, handshake};
 pub(crate) use host::host_ref;
 use host::{Tally, counted_fn};
