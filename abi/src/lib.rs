@@ -19,13 +19,66 @@
 //!
 //! # Versioning
 //!
-//! Every plugin exports [`ABI_VERSION`] under the symbol [`ABI_VERSION_SYMBOL`] with
-//! [`export_abi_version!`]. The loader reads that symbol before it runs any code of the
-//! plugin and refuses a plugin of another version. abi_stable then checks the layout of
-//! every type reachable from the root module, as if the plugin were at least as new as the
-//! host: a method added to [`Host`] (a vtable the host builds and the plugin calls) makes a
-//! plugin built before it fail that check, so such a change needs a new version and
-//! rebuilt plugins.
+//! Every plugin exports the [`AbiVersion`] it was built against under the symbol
+//! [`ABI_VERSION_SYMBOL`] ([`export_abi_version!`]). The loader reads that symbol before it
+//! runs any code of the plugin, and [`AbiVersion::is_compatible_with`] decides:
+//!
+//! - **Same major, older or equal minor: loads.** A 2.0 plugin works in a 2.1 host: the host
+//!   offers more, and the plugin uses what it knows.
+//! - **Same major, newer minor: refused**, with an error naming the file and both versions
+//!   and saying to rebuild the plugin. A 2.1 plugin may call a [`Host`] method that a 2.0
+//!   host lacks, and abi_stable would abort the process at that call, so the loader refuses
+//!   it up front rather than degrade.
+//! - **Another major: refused.**
+//!
+//! The package version of this crate is the ABI version (`2.1.0` for ABI 2.1), so that
+//! abi_stable's own checks of the root module's and of every type's package version agree.
+//!
+//! ## Why abi_stable prefix types, checked from the older side
+//!
+//! Three things cross the boundary and may grow: the root module [`StrategyMod`] (a prefix
+//! type), the host's vtable [`Host`] and the strategy's object [`Strategy`] (both
+//! `#[sabi_trait]`s, whose vtables are prefix types). Each is read through accessors that
+//! know, at run time, how many fields the side that built it had: a [`Strategy`] method
+//! missing from an older plugin's vtable runs its default body, and an older plugin simply
+//! never reads the tail of the host's longer [`Host`] vtable. What needs care is the load
+//! time check: abi_stable checks the loader's layout as the *interface* against the
+//! library's as the *implementation*, and accepts an implementation with more fields past
+//! the prefix but not fewer; its model is a library at least as new as its loader. Here the
+//! host is the newer side. So the loader checks a plugin of the host's own minor version
+//! as abi_stable does, and a plugin of an older minor with the two sides swapped: the
+//! plugin's layout as the interface, the host's as the implementation. That proves every
+//! type the plugin knows (the `Host` vtable it reads included) a prefix of the host's, which
+//! is exactly what makes the shorter and longer vtables safe to use against each other. It
+//! keeps abi_stable's whole structural check, so a plugin that differs anywhere else is
+//! still refused with abi_stable's report. A version handshake of our own would have to
+//! recheck all that by hand; optional accessors alone do not get past the check.
+//!
+//! The frozen copy of ABI 2.0 under `tests/fixtures/abi-2.0/`, and the strategy built on it
+//! (`tests/fixtures/strategy-2.0/`), prove this in every `cargo test`.
+//!
+//! ## Adding a method
+//!
+//! In a minor version (2.1 to 2.2, say):
+//!
+//! 1. Add the method **at the end** of [`Host`] (or of [`Strategy`]), below every existing
+//!    one. Never move, remove or change a method, and leave `#[sabi(last_prefix_field)]`
+//!    where it is. Say in its doc which version added it (`Since ABI 2.2.`).
+//! 2. For [`Strategy`], give it a default body that returns [`ErrorKind::Unsupported`] (an
+//!    older plugin's vtable lacks it, and the host then gets the default) and a
+//!    [`Capabilities`] bit that says a plugin implements it; the host calls it only when
+//!    the bit is set, and otherwise refuses, naming the capability. For [`Host`] no default
+//!    is needed: a plugin newer than the host is refused, so every plugin that calls it
+//!    runs in a host that has it.
+//! 3. Bump [`ABI_VERSION`]'s minor and this crate's package version (`2.2.0`) together.
+//! 4. Implement a [`Host`] method in the host (`host/src/safepoint/host.rs`) and in the test
+//!    hosts that implement [`Host`] (`pending.rs`'s tests).
+//! 5. For a new root-module field, add it after `new` with `#[sabi(missing_field(option))]`
+//!    and read it through its accessor, which is `None` for an older plugin.
+//!
+//! A change to the prefix (a method removed, reordered or changed) is a new major version:
+//! bump the major, move each `#[sabi(last_prefix_field)]` to the last method, and rebuild
+//! every plugin.
 //!
 //! # Errors and panics
 //!
@@ -58,16 +111,32 @@ pub use pending::{CachePadded, PendingPs, Round};
 pub struct AbiVersion {
     /// Incremented on every incompatible change; plugins must match it exactly.
     pub major: u16,
-    /// Incremented on compatible additions (new trailing prefix fields).
+    /// Incremented on compatible additions (methods after the prefix, see
+    /// [Adding a method](crate#adding-a-method)).
     pub minor: u16,
 }
 
 impl AbiVersion {
-    /// Whether a plugin built against `self` can be loaded by a host of `host`. Until the
-    /// ABI has been extended once in a compatible way, and the extension tested against a
-    /// plugin of the previous version, this is an exact match.
+    /// Whether a plugin built against `self` can be loaded by a host of `host`: the same
+    /// major version, and a minor version no newer than the host's (see
+    /// [Versioning](crate#versioning)).
+    ///
+    /// ```
+    /// use safepoint_abi::AbiVersion;
+    /// let v = |major, minor| AbiVersion { major, minor };
+    /// assert!(v(2, 0).is_compatible_with(v(2, 1)));
+    /// assert!(v(2, 1).is_compatible_with(v(2, 1)));
+    /// assert!(!v(2, 2).is_compatible_with(v(2, 1)));
+    /// assert!(!v(1, 1).is_compatible_with(v(2, 1)));
+    /// ```
     pub fn is_compatible_with(self, host: AbiVersion) -> bool {
-        self == host
+        self.major == host.major && self.minor <= host.minor
+    }
+
+    /// Whether `self` is of the host's major version but a newer minor one: a plugin the
+    /// host refuses because it may call what the host lacks.
+    pub fn is_newer_minor_than(self, host: AbiVersion) -> bool {
+        self.major == host.major && self.minor > host.minor
     }
 }
 
@@ -78,7 +147,11 @@ impl fmt::Display for AbiVersion {
 }
 
 /// The ABI version of this crate.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 1, minor: 1 };
+///
+/// - 2.0: minor versions; frozen under `tests/fixtures/abi-2.0/`.
+/// - 2.1: single-P handshakes ([`Strategy::handshake`], [`Capabilities::SINGLE_P_HANDSHAKE`]),
+///   [`Host::abi_version`].
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 2, minor: 1 };
 
 /// The symbol under which a plugin exports its [`AbiVersion`], with its trailing NUL.
 pub const ABI_VERSION_SYMBOL: &[u8] = b"SAFEPOINT_ABI_VERSION\0";
@@ -278,13 +351,17 @@ impl Capabilities {
     pub const REACHES_NON_POLLING_PS: Capabilities = Capabilities(1 << 0);
     /// Neither the requester nor the Ps busy-wait.
     pub const NO_BUSY_WAIT: Capabilities = Capabilities(1 << 1);
+    /// Implements [`Strategy::handshake`]: runs a function for one P at its next safe point
+    /// while the other Ps keep running. Since ABI 2.1.
+    pub const SINGLE_P_HANDSHAKE: Capabilities = Capabilities(1 << 2);
 
-    const NAMES: [(Capabilities, &'static str); 2] = [
+    const NAMES: [(Capabilities, &'static str); 3] = [
         (
             Capabilities::REACHES_NON_POLLING_PS,
             "reaches-non-polling-ps",
         ),
         (Capabilities::NO_BUSY_WAIT, "no-busy-wait"),
+        (Capabilities::SINGLE_P_HANDSHAKE, "single-p-handshake"),
     ];
 
     /// Whether every bit of `other` is set in `self`.
@@ -539,6 +616,10 @@ pub trait Host: Send + Sync + Clone {
     /// after [`Strategy::on_poll`]. Async-signal-safe.
     #[sabi(last_prefix_field)]
     fn give_way(&self, p: PId);
+
+    /// The ABI version of the host, at least the plugin's own (a newer plugin is refused).
+    /// Since ABI 2.1.
+    fn abi_version(&self) -> AbiVersion;
 }
 
 /// The host handle a strategy keeps.
@@ -596,6 +677,25 @@ pub trait Strategy: Send + Sync {
     #[sabi(last_prefix_field)]
     fn shutdown(&self) -> RResult<(), PluginError> {
         RResult::ROk(())
+    }
+
+    /// A single-P handshake: runs `f(p)` exactly once, at `p`'s next safe point, while the
+    /// other Ps keep running (HotSpot's thread-local handshake; Go's `preemptM` behind
+    /// `suspendG`), and returns once it has, as a memory barrier with `p`. Only `p` is
+    /// disturbed: its poll word alone is armed, its thread alone signalled. A parked `p` is
+    /// stopped and served by the requester, as in a barrier. The caller holds worldsema, its
+    /// goroutine is in `Waiting(reason)`, and `p` is not the caller's own P.
+    ///
+    /// Since ABI 2.1. A plugin implements it if and only if it declares
+    /// [`Capabilities::SINGLE_P_HANDSHAKE`]; the host checks that `f` ran exactly once and
+    /// for `p` only. By default (and for a 2.0 plugin, whose vtable lacks it) it refuses.
+    fn handshake(&self, p: PId, f: SafePointFnArc) -> RResult<(), PluginError> {
+        let _ = (p, f);
+        RResult::RErr(PluginError::new(
+            ErrorKind::Unsupported,
+            "handshake",
+            "this strategy has no single-p-handshake capability",
+        ))
     }
 }
 

@@ -190,15 +190,35 @@ impl PendingPs {
     /// The caller holds worldsema: no other barrier is in flight. Keep the returned round
     /// until the barrier ends: dropping it earlier abandons the barrier (see [`Round`]).
     pub fn begin<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc) -> Round<'a> {
-        self.settle_last_round();
-        // SAFETY: no P is serving or pending (`settle_last_round`, acquire); we are the
-        // requester (worldsema).
-        unsafe { self.f.set(Some(f.clone())) };
         let own = host.current_p().into_option();
         let others: Vec<PId> = (0..self.pending.len() as u32)
             .map(PId)
             .filter(|&p| Some(p) != own && host.p_status(p) != PStatus::Dead)
             .collect();
+        self.begin_round(host, f, own, others)
+    }
+
+    /// Starts a single-P handshake ([`crate::Strategy::handshake`]): as [`PendingPs::begin`],
+    /// but only `p` is marked pending (none if it is `Dead` or out of range), and the
+    /// requester's own P takes no part ([`Round::own`] is `None`). Everything else about the
+    /// round (arming, serving, ending, abandoning) is that of a barrier over one P.
+    pub fn begin_one<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc, p: PId) -> Round<'a> {
+        let live = p.index() < self.pending.len() && host.p_status(p) != PStatus::Dead;
+        let others = if live { vec![p] } else { Vec::new() };
+        self.begin_round(host, f, None, others)
+    }
+
+    fn begin_round<'a>(
+        &'a self,
+        host: &'a HostRef,
+        f: &SafePointFnArc,
+        own: Option<PId>,
+        others: Vec<PId>,
+    ) -> Round<'a> {
+        self.settle_last_round();
+        // SAFETY: no P is serving or pending (`settle_last_round`, acquire); we are the
+        // requester (worldsema).
+        unsafe { self.f.set(Some(f.clone())) };
         let round = self.round.load(Ordering::Relaxed).wrapping_add(1) & (u32::MAX >> 2);
         self.round.store(round, Ordering::Relaxed);
         // Release: a P whose claim reads this mark sees `f`.
@@ -455,6 +475,10 @@ mod tests {
             false
         }
         fn give_way(&self, _p: PId) {}
+
+        fn abi_version(&self) -> crate::AbiVersion {
+            crate::ABI_VERSION
+        }
     }
 
     #[derive(Clone)]

@@ -176,6 +176,42 @@ fn list_shows_each_plugin_and_whether_it_loads() {
 }
 
 #[test]
+fn list_shows_the_frozen_plugin_as_abi_2_0_and_it_loads() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let copy = dir.path().join("libsafepoint_frozen.so");
+    std::fs::copy(test_plugin("safepoint_frozen"), &copy).expect("copy the frozen plugin");
+    let out = safepoint(&[
+        "list",
+        "--plugin-path",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let entry: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("frozen "))
+        .take(4)
+        .collect();
+    assert_eq!(entry.len(), 4, "{stdout}");
+    assert!(entry[1].contains("ABI 2.0, capabilities: none"), "{stdout}");
+    assert_eq!(entry[3].trim(), "loads: yes", "{stdout}");
+}
+
+#[test]
+fn version_prints_the_program_and_the_abi_version() {
+    let out = safepoint(&["--version"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!(
+            "safepoint {} (ABI {})",
+            env!("CARGO_PKG_VERSION"),
+            safepoint_abi::ABI_VERSION
+        )
+    );
+}
+
+#[test]
 fn list_searches_the_plugin_path_flag_first() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let copy = dir.path().join("libsafepoint_mine.so");

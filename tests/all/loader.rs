@@ -154,6 +154,43 @@ fn an_abi_mismatch_names_the_file_both_versions_and_the_first_difference() {
 }
 
 #[test]
+fn the_frozen_2_0_plugin_loads_in_this_host_and_runs_barriers() {
+    let frozen = plugin::load_path(&plugin_file("safepoint_frozen")).expect("a 2.0 plugin loads");
+    assert_eq!(frozen.abi_version(), AbiVersion { major: 2, minor: 0 });
+    assert_eq!(frozen.name(), "frozen");
+    assert_eq!(frozen.capabilities(), safepoint_abi::Capabilities::NONE);
+    let rt = runtime(&frozen, "", 4);
+    let ran = block_on_bounded(&rt, || {
+        let world = acquire_world();
+        for_each_p(&world, WaitReason::GcMarkTermination, |_| {})
+    });
+    ran.expect("a barrier through the 2.0 plugin");
+}
+
+#[test]
+fn a_plugin_of_a_newer_minor_abi_is_refused_naming_both_versions() {
+    let path = plugin_file("safepoint_test_newer_minor");
+    let err = plugin::load_path(&path).expect_err("a newer minor is refused");
+    let newer = AbiVersion {
+        major: ABI_VERSION.major,
+        minor: ABI_VERSION.minor + 1,
+    };
+    let LoadError::NewerAbi { plugin, host, .. } = &err else {
+        panic!("expected NewerAbi, got {err:?}");
+    };
+    assert_eq!((*plugin, *host), (newer, ABI_VERSION));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} was built against safepoint ABI {newer}, newer than this host's ABI \
+             {ABI_VERSION}: it may call what this host lacks; rebuild it against ABI \
+             {ABI_VERSION} or use a newer safepoint",
+            path.display()
+        )
+    );
+}
+
+#[test]
 fn a_failing_constructor_is_reported_with_its_message() {
     let err = Runtime::builder()
         .procs(1)

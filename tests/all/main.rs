@@ -4,6 +4,7 @@ mod barrier;
 mod contract;
 mod futex;
 mod gc;
+mod handshake;
 mod loader;
 mod served;
 mod signal;

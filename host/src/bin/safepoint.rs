@@ -14,9 +14,19 @@ use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::{OnTimeout, ServedPs};
 use safepoint_host::workloads::{self, Rotation, RunOptions, Workload, WorkloadParams};
 
+/// `--version`: the program's version and the plugin ABI it speaks, `0.1.0 (ABI 2.1)`.
+fn version() -> &'static str {
+    let text = format!(
+        "{} (ABI {})",
+        env!("CARGO_PKG_VERSION"),
+        safepoint_abi::ABI_VERSION
+    );
+    Box::leak(text.into_boxed_str())
+}
+
 /// Load safe-point strategy plugins and run Go-style ragged barriers with them.
 #[derive(Parser, Debug)]
-#[command(name = "safepoint", version)]
+#[command(name = "safepoint", version = version())]
 struct Cli {
     /// Show full detail of errors (e.g. abi_stable's whole layout report).
     #[arg(long, short, global = true)]

@@ -217,6 +217,21 @@ pub enum LoadError {
         /// abi_stable's full layout report.
         details: String,
     },
+    /// A plugin of this host's major ABI version but a newer minor one: it may call host
+    /// methods this host lacks, so it is refused rather than degraded.
+    #[error(
+        "{} was built against safepoint ABI {plugin}, newer than this host's ABI {host}: it may \
+         call what this host lacks; rebuild it against ABI {host} or use a newer safepoint",
+        path.display()
+    )]
+    NewerAbi {
+        /// The file.
+        path: PathBuf,
+        /// The version the plugin declares.
+        plugin: AbiVersion,
+        /// The host's version.
+        host: AbiVersion,
+    },
     /// Any other abi_stable loading error.
     #[error("cannot load {}: {message}", path.display())]
     Library {
@@ -457,6 +472,13 @@ fn load_file(path: &Path) -> Result<Plugin, LoadError> {
         first_difference: first_difference(&details),
         details,
     };
+    if version.is_newer_minor_than(ABI_VERSION) {
+        return Err(LoadError::NewerAbi {
+            path,
+            plugin: version,
+            host: ABI_VERSION,
+        });
+    }
     if !version.is_compatible_with(ABI_VERSION) {
         // Only the layout check runs, to name the first difference; no plugin code does.
         let details = match header.ensure_layout::<StrategyModRef>() {
@@ -466,10 +488,19 @@ fn load_file(path: &Path) -> Result<Plugin, LoadError> {
         };
         return Err(mismatch(details));
     }
-    let module = match header.init_root_module::<StrategyModRef>() {
-        Ok(module) => module,
-        Err(LibraryError::AbiInstability(e)) => return Err(mismatch(e.to_string())),
-        Err(e) => return Err(library_error(e)),
+    let module = if version == ABI_VERSION {
+        match header.init_root_module::<StrategyModRef>() {
+            Ok(module) => module,
+            Err(LibraryError::AbiInstability(e)) => return Err(mismatch(e.to_string())),
+            Err(e) => return Err(library_error(e)),
+        }
+    } else {
+        // An older minor: its types are prefixes of this host's (see the ABI's `Versioning`).
+        match dl::init_older_minor(header) {
+            Ok(module) => module,
+            Err(dl::OlderMinorError::Layout(details)) => return Err(mismatch(details)),
+            Err(dl::OlderMinorError::Library(e)) => return Err(library_error(e)),
+        }
     };
     Ok(Plugin {
         name: module.name()().to_string(),

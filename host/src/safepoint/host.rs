@@ -20,7 +20,8 @@ use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RStr};
 use safepoint_abi::{
-    CachePadded, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn,
+    AbiVersion, CachePadded, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus,
+    SafePointFn,
     SafePointFn_TO, SafePointFnArc,
 };
 
@@ -147,6 +148,10 @@ impl Host for HostHandle {
             self.shared.served.give_way(mine);
         }
     }
+
+    fn abi_version(&self) -> AbiVersion {
+        safepoint_abi::ABI_VERSION
+    }
 }
 
 /// The host's bookkeeping of the barrier in flight: how often `f` ran for each P, and by
@@ -226,6 +231,11 @@ impl Tally {
 
     pub(crate) fn count(&self, p: PId) -> u32 {
         self.slots[p.index()].calls.load(Ordering::Acquire)
+    }
+
+    /// Whether the last call of `f` for `p` ran on `p`'s own M, at its safe point.
+    pub(crate) fn ran_by_itself(&self, p: PId) -> bool {
+        self.slots[p.index()].by_self.load(Ordering::Relaxed)
     }
 
     /// After the strategy returned: who ran `f` for whom. `own_p` is the requester's P.

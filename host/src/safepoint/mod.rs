@@ -5,6 +5,7 @@
 //!
 #![doc = include_str!("README.md")]
 
+mod handshake;
 mod host;
 mod served;
 mod timeout;
@@ -20,6 +21,7 @@ use crate::runtime::{
 };
 use crate::sys;
 
+pub use handshake::{HandshakeReport, handshake};
 pub(crate) use host::Tally;
 use host::counted_fn;
 pub(crate) use host::host_ref;
@@ -168,6 +170,32 @@ pub enum BarrierError {
         /// What it returned.
         #[source]
         error: PluginError,
+    },
+    /// A feature needs a capability the strategy lacks.
+    #[error(
+        "strategy {strategy} cannot do {feature}: it lacks the {capability} capability; \
+         choose a strategy that has it (`safepoint list` shows each one's capabilities)"
+    )]
+    MissingCapability {
+        /// The strategy's name.
+        strategy: String,
+        /// The missing capability's name (`single-p-handshake`).
+        capability: String,
+        /// What needed it.
+        feature: &'static str,
+    },
+    /// A handshake ran `f` for another P than its own.
+    #[error(
+        "strategy {strategy} broke the handshake contract: a handshake for {target} ran f \
+         for {p}"
+    )]
+    HandshakeStray {
+        /// The strategy's name.
+        strategy: String,
+        /// The handshake's P.
+        target: PId,
+        /// The P `f` also ran for.
+        p: PId,
     },
     /// The barrier's function panicked.
     #[error("the barrier function panicked for {p}: {message}")]

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
-    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, SafePointFnArc,
-    Strategy, catch_panic, parse_config, parse_config_duration,
+    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, Round,
+    SafePointFnArc, Strategy, catch_panic, parse_config, parse_config_duration,
 };
 
 use safepoint_kit::futex::{Futex, WaitResult};
@@ -23,7 +23,7 @@ use safepoint_kit::pending_count::{self as protocol, PendingCount};
 safepoint_abi::export_strategy! {
     name: "futex",
     description: "arms each P's poll word; the requester sleeps on a futex the last P wakes",
-    capabilities: Capabilities::NO_BUSY_WAIT,
+    capabilities: Capabilities::NO_BUSY_WAIT.union(Capabilities::SINGLE_P_HANDSHAKE),
     new: FutexStrategy::new,
 }
 
@@ -100,6 +100,7 @@ struct FutexStrategy {
     count: CachePadded<PendingCount<AtomicU32>>,
     config: Config,
     barriers: AtomicU64,
+    handshakes: AtomicU64,
     futex_waits: AtomicU64,
     futex_wakes: AtomicU64,
     wait_timeouts: AtomicU64,
@@ -119,11 +120,35 @@ impl FutexStrategy {
             count: CachePadded(PendingCount::new()),
             config,
             barriers: AtomicU64::new(0),
+            handshakes: AtomicU64::new(0),
             futex_waits: AtomicU64::new(0),
             futex_wakes: AtomicU64::new(0),
             wait_timeouts: AtomicU64::new(0),
             wait_interruptions: AtomicU64::new(0),
         }
+    }
+
+    /// A barrier's round, or a handshake's (one P).
+    fn run_round(&self, round: Round<'_>, f: &SafePointFnArc) {
+        let others = u32::try_from(round.others.len()).expect("fewer than 2^31 Ps");
+        self.count.reset(others);
+        // 2-4. Arm every P of the round, run f for our own, serve the parked ones. We are
+        //      awake: our acknowledgements wake nobody.
+        self.pending
+            .arm_and_serve_parked(&self.host, &round, f, || self.count.ack_by_requester());
+        // 5. Sleep until the last running P wakes us, re-poking on each timeout.
+        let mut repoked = false;
+        protocol::wait_for_acks(&Futex, &self.count, Some(self.config.repoke), |result| {
+            repoked |= self.woke(result, &round.others, f);
+        });
+        // 6. A re-poke may have armed a P just after it served itself. Every P has
+        //    acknowledged and the next round has not begun: clearing the arms is safe.
+        if repoked {
+            for &p in &round.others {
+                self.host.disarm_poll(p);
+            }
+        }
+        round.end();
     }
 
     /// After a timed-out wait: arms each P still pending again, and serves it if it has
@@ -161,30 +186,19 @@ impl Strategy for FutexStrategy {
         catch_panic("for_each_p_internal", || {
             self.barriers.fetch_add(1, Ordering::Relaxed);
             // 1. Publish f, mark the other Ps pending and count them, awake.
-            let round = self.pending.begin(&self.host, &f);
-            let others = u32::try_from(round.others.len()).expect("fewer than 2^31 Ps");
-            self.count.reset(others);
-            // 2-4. Arm every P, run f for our own, serve the parked ones. We are awake: our
-            //      acknowledgements wake nobody.
-            self.pending
-                .arm_and_serve_parked(&self.host, &round, &f, || self.count.ack_by_requester());
-            // 5. Sleep until the last running P wakes us, re-poking on each timeout.
-            let mut repoked = false;
-            protocol::wait_for_acks(&Futex, &self.count, Some(self.config.repoke), |result| {
-                repoked |= self.woke(result, &round.others, &f);
-            });
-            // 6. A re-poke may have armed a P just after it served itself. Every P has
-            //    acknowledged and the next barrier has not begun: clearing the arms is safe.
-            if repoked {
-                for &p in &round.others {
-                    self.host.disarm_poll(p);
-                }
-            }
-            self.pending.end();
+            self.run_round(self.pending.begin(&self.host, &f), &f);
             Ok(())
         })
     }
 
+    fn handshake(&self, p: PId, f: SafePointFnArc) -> RResult<(), PluginError> {
+        catch_panic("handshake", || {
+            self.handshakes.fetch_add(1, Ordering::Relaxed);
+            // 1. As a barrier, but only `p` is pending and armed.
+            self.run_round(self.pending.begin_one(&self.host, &f, p), &f);
+            Ok(())
+        })
+    }
     fn on_poll(&self, p: PId) -> RResult<(), PluginError> {
         catch_panic("on_poll", || {
             let woke = self
@@ -200,6 +214,7 @@ impl Strategy for FutexStrategy {
     fn counters(&self) -> RVec<Counter> {
         RVec::from(vec![
             Counter::read("barriers", &self.barriers),
+            Counter::read("handshakes", &self.handshakes),
             Counter::read("futex waits", &self.futex_waits),
             Counter::read("futex wakes", &self.futex_wakes),
             Counter::read("wait timeouts", &self.wait_timeouts),

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
-    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, SafePointFnArc,
-    Strategy, catch_panic, parse_config,
+    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, Round,
+    SafePointFnArc, Strategy, catch_panic, parse_config,
 };
 use safepoint_kit::futex::Futex;
 use safepoint_kit::pending_count::{self, PendingCount};
@@ -19,7 +19,7 @@ use safepoint_kit::pending_count::{self, PendingCount};
 safepoint_abi::export_strategy! {
     name: "polling",
     description: "arms each P's poll word; the requester spins with bounded backoff",
-    capabilities: Capabilities::NONE,
+    capabilities: Capabilities::SINGLE_P_HANDSHAKE,
     new: Polling::new,
 }
 
@@ -36,6 +36,7 @@ struct Polling {
     count: CachePadded<PendingCount<AtomicU32>>,
     spin_rounds: u32,
     barriers: AtomicU64,
+    handshakes: AtomicU64,
     requester_sleeps: AtomicU64,
     requester_wakes: AtomicU64,
 }
@@ -67,9 +68,21 @@ impl Polling {
             count: CachePadded(PendingCount::new()),
             spin_rounds,
             barriers: AtomicU64::new(0),
+            handshakes: AtomicU64::new(0),
             requester_sleeps: AtomicU64::new(0),
             requester_wakes: AtomicU64::new(0),
         })
+    }
+
+    /// A barrier's round, or a handshake's (one P): arms the round's Ps, runs `f` for our
+    /// own P if it takes part, serves the parked ones, waits for the running ones.
+    fn run_round(&self, round: Round<'_>, f: &SafePointFnArc) {
+        let others = u32::try_from(round.others.len()).expect("fewer than 2^31 Ps");
+        self.count.reset(others);
+        self.pending
+            .arm_and_serve_parked(&self.host, &round, f, || self.count.ack_by_requester());
+        self.wait_for_acks();
+        round.end();
     }
 
     /// Spins while every P has a CPU of its own, then sleeps until the last P wakes it. When
@@ -94,15 +107,15 @@ impl Strategy for Polling {
     fn for_each_p_internal(&self, f: SafePointFnArc) -> RResult<(), PluginError> {
         catch_panic("for_each_p_internal", || {
             self.barriers.fetch_add(1, Ordering::Relaxed);
-            let round = self.pending.begin(&self.host, &f);
-            let others = u32::try_from(round.others.len()).expect("fewer than 2^31 Ps");
-            self.count.reset(others);
-            // Arm every P, run f for our own, serve the parked ones.
-            self.pending
-                .arm_and_serve_parked(&self.host, &round, &f, || self.count.ack_by_requester());
-            // Wait for the running Ps.
-            self.wait_for_acks();
-            self.pending.end();
+            self.run_round(self.pending.begin(&self.host, &f), &f);
+            Ok(())
+        })
+    }
+
+    fn handshake(&self, p: PId, f: SafePointFnArc) -> RResult<(), PluginError> {
+        catch_panic("handshake", || {
+            self.handshakes.fetch_add(1, Ordering::Relaxed);
+            self.run_round(self.pending.begin_one(&self.host, &f, p), &f);
             Ok(())
         })
     }
@@ -122,6 +135,7 @@ impl Strategy for Polling {
     fn counters(&self) -> RVec<Counter> {
         RVec::from(vec![
             Counter::read("barriers", &self.barriers),
+            Counter::read("handshakes", &self.handshakes),
             Counter::read("requester sleeps", &self.requester_sleeps),
             Counter::read("requester wakes", &self.requester_wakes),
         ])

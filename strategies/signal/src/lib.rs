@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
-    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError,
+    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError, Round,
     SafePointFnArc, Strategy, catch_panic,
 };
 
@@ -34,7 +34,7 @@ safepoint_abi::export_strategy! {
     name: "signal",
     description: "arms each P's poll word and signals its thread (SIGURG); the handler stops \
                   the P at an asynchronous safe point; late Ps are re-signalled every 100 µs",
-    capabilities: Capabilities::REACHES_NON_POLLING_PS,
+    capabilities: Capabilities::REACHES_NON_POLLING_PS.union(Capabilities::SINGLE_P_HANDSHAKE),
     new: SignalStrategy::new,
 }
 
@@ -76,7 +76,22 @@ impl SignalStrategy {
         // Dropped after the round, which closes it first (also as a panic unwinds): then
         // no P parks in its handler any more, and every one parked there is let go.
         let _parked = ReleaseParked(st);
-        let round = st.pending.begin(&st.host, f);
+        self.run_round(st.pending.begin(&st.host, f), f);
+    }
+
+    /// A single-P handshake: a round of one P, so that only that P's poll word is armed and
+    /// only its thread signalled.
+    fn handshake(&self, p: PId, f: &SafePointFnArc) {
+        let st = &*self.state;
+        st.counters.handshakes.add();
+        let _parked = ReleaseParked(st);
+        self.run_round(st.pending.begin_one(&st.host, f, p), f);
+    }
+
+    /// A barrier's round, or a handshake's: arms and signals the round's Ps, serves the
+    /// parked ones and those stopped in their handler, waits for the rest.
+    fn run_round(&self, round: Round<'_>, f: &SafePointFnArc) {
+        let st = &*self.state;
         st.expect_acknowledgements(round.others.len());
         // 1. Arm every other P, so that running Ps head for their polls at once.
         for &p in &round.others {
@@ -314,6 +329,13 @@ impl Strategy for SignalStrategy {
     fn for_each_p_internal(&self, f: SafePointFnArc) -> RResult<(), PluginError> {
         catch_panic("for_each_p_internal", || {
             self.barrier(&f);
+            Ok(())
+        })
+    }
+
+    fn handshake(&self, p: PId, f: SafePointFnArc) -> RResult<(), PluginError> {
+        catch_panic("handshake", || {
+            SignalStrategy::handshake(self, p, &f);
             Ok(())
         })
     }

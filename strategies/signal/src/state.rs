@@ -33,6 +33,7 @@ impl Count {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) barriers: Count,
+    pub(crate) handshakes: Count,
     /// Signals sent (`rt_tgsigqueueinfo`s that succeeded).
     pub(crate) signals_sent: Count,
     /// Times the handler ran on an M of this strategy, ours or not.
@@ -66,6 +67,7 @@ impl Counters {
     pub(crate) fn report(&self) -> Vec<Counter> {
         [
             ("barriers", &self.barriers),
+            ("handshakes", &self.handshakes),
             ("signals sent", &self.signals_sent),
             ("handler entries", &self.handler_entries),
             ("stops at async safe points", &self.async_stops),

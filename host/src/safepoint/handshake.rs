@@ -1,0 +1,143 @@
+//! Single-P handshakes (ABI 2.1): run a function for one P at its next safe point while the
+//! other Ps keep running. The host's side: the capability check, the goroutine-status
+//! transition, and the check that `f` ran exactly once, for that P only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use safepoint_abi::{Capabilities, PId, PStatus};
+
+use super::host::{Tally, counted_fn};
+use super::{BarrierError, WorldGuard};
+use crate::runtime::{Shared, WaitReason, current_p, waiting_on_system_stack};
+
+/// What one handshake did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeReport {
+    /// Wall time of the strategy's `handshake`.
+    pub duration: Duration,
+    /// The P's own M ran `f` at its safe point (false: the requester ran it on the P's
+    /// behalf, the P being parked or the caller's own).
+    pub by_itself: bool,
+}
+
+/// A single-P handshake: runs `f(p)` exactly once at `p`'s next safe point while the other Ps
+/// keep running (HotSpot's thread-local handshake, Go's `preemptM` behind `suspendG`), and
+/// returns when it has. Everything `p` wrote before its safe point happens-before the return.
+///
+/// As for [`super::for_each_p`], the caller holds worldsema and its goroutine is in
+/// `Waiting(reason)` on the system stack meanwhile. For the caller's own P, `f` runs at once.
+/// A strategy without the `single-p-handshake` capability is refused
+/// ([`BarrierError::MissingCapability`]), as is a `Dead` or nonexistent P.
+pub fn handshake<F>(
+    world: &WorldGuard,
+    reason: WaitReason,
+    p: PId,
+    f: F,
+) -> Result<HandshakeReport, BarrierError>
+where
+    F: Fn(PId) + Send + Sync + 'static,
+{
+    let shared = Arc::clone(&world.shared);
+    waiting_on_system_stack(reason, move || run_handshake(&shared, p, f))
+        .ok_or(BarrierError::NotOnGoroutine)?
+}
+
+/// Refuses a strategy without the capability a feature needs, naming it.
+fn require(
+    shared: &Shared,
+    capability: Capabilities,
+    feature: &'static str,
+) -> Result<(), BarrierError> {
+    let strategy = shared.strategy();
+    if strategy.capabilities.contains(capability) {
+        return Ok(());
+    }
+    Err(BarrierError::MissingCapability {
+        strategy: strategy.name.clone(),
+        capability: capability.to_string(),
+        feature,
+    })
+}
+
+fn run_handshake<F>(shared: &Arc<Shared>, p: PId, f: F) -> Result<HandshakeReport, BarrierError>
+where
+    F: Fn(PId) + Send + Sync + 'static,
+{
+    let strategy = shared.strategy();
+    require(
+        shared,
+        Capabilities::SINGLE_P_HANDSHAKE,
+        "a single-P handshake",
+    )?;
+    let name = || strategy.name.clone();
+    let live = shared
+        .ps
+        .get(p.index())
+        .is_some_and(|target| target.status.load() != PStatus::Dead);
+    if !live {
+        return Err(BarrierError::NoSuchP {
+            strategy: name(),
+            p,
+        });
+    }
+    let own = current_p().map(|cur| cur.id);
+    // Barrier number 0 is never in flight: the served-P policy lets the P go on at once.
+    let tally = Arc::new(Tally::new(shared.ps));
+    tally.reset();
+    let counted = counted_fn(&tally, 0, f);
+    let start = Instant::now();
+    let result = if own == Some(p) {
+        counted.call(p);
+        Ok(())
+    } else {
+        strategy.object.handshake(p, counted).into_result()
+    };
+    let duration = start.elapsed();
+    result.map_err(|error| BarrierError::Strategy {
+        strategy: name(),
+        error,
+    })?;
+    if let Some(bad) = *tally.bad_p.lock() {
+        return Err(BarrierError::NoSuchP {
+            strategy: name(),
+            p: bad,
+        });
+    }
+    if let Some(other) = shared
+        .ps
+        .iter()
+        .map(|q| q.id)
+        .find(|&q| q != p && tally.count(q) != 0)
+    {
+        return Err(BarrierError::HandshakeStray {
+            strategy: name(),
+            target: p,
+            p: other,
+        });
+    }
+    match tally.count(p) {
+        1 => {}
+        0 => {
+            return Err(BarrierError::Skipped {
+                strategy: name(),
+                p,
+                missing: 1,
+            });
+        }
+        times => {
+            return Err(BarrierError::Repeated {
+                strategy: name(),
+                p,
+                times,
+            });
+        }
+    }
+    if let Some((p, message)) = tally.panicked.lock().take() {
+        return Err(BarrierError::FnPanicked { p, message });
+    }
+    Ok(HandshakeReport {
+        duration,
+        by_itself: own != Some(p) && tally.ran_by_itself(p),
+    })
+}
