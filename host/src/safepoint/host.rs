@@ -20,8 +20,7 @@ use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RStr};
 use safepoint_abi::{
-    AbiVersion, CachePadded, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus,
-    SafePointFn,
+    AbiVersion, CachePadded, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn,
     SafePointFn_TO, SafePointFnArc,
 };
 
