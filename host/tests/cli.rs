@@ -12,6 +12,24 @@ fn safepoint(args: &[&str]) -> Output {
         .expect("run the safepoint binary")
 }
 
+/// `safepoint list` with a copy of test plugin `lib_name`, named `file_name`, in a directory
+/// passed as `--plugin-path`; returns the directory (kept alive), the copy and the output.
+fn list_with_plugin_copy(
+    lib_name: &str,
+    file_name: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let copy = dir.path().join(file_name);
+    std::fs::copy(test_plugin(lib_name), &copy).expect("copy the test plugin");
+    let out = safepoint(&[
+        "list",
+        "--plugin-path",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (dir, copy, text(&out.stdout))
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -177,16 +195,7 @@ fn list_shows_each_plugin_and_whether_it_loads() {
 
 #[test]
 fn list_shows_the_frozen_plugin_as_abi_2_0_and_it_loads() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let copy = dir.path().join("libsafepoint_frozen.so");
-    std::fs::copy(test_plugin("safepoint_frozen"), &copy).expect("copy the frozen plugin");
-    let out = safepoint(&[
-        "list",
-        "--plugin-path",
-        dir.path().to_str().expect("utf-8 path"),
-    ]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_dir, _copy, stdout) = list_with_plugin_copy("safepoint_frozen", "libsafepoint_frozen.so");
     let entry: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.starts_with("frozen "))
@@ -213,16 +222,7 @@ fn version_prints_the_program_and_the_abi_version() {
 
 #[test]
 fn list_searches_the_plugin_path_flag_first() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let copy = dir.path().join("libsafepoint_mine.so");
-    std::fs::copy(test_plugin("safepoint_polling"), &copy).expect("copy the polling plugin");
-    let out = safepoint(&[
-        "list",
-        "--plugin-path",
-        dir.path().to_str().expect("utf-8 path"),
-    ]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_dir, copy, stdout) = list_with_plugin_copy("safepoint_polling", "libsafepoint_mine.so");
     let first = stdout.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("polling ") && first.ends_with(&copy.display().to_string()),

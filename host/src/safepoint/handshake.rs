@@ -9,7 +9,7 @@ use safepoint_abi::{Capabilities, PId, PStatus};
 
 use super::host::{Tally, counted_fn};
 use super::{BarrierError, WorldGuard};
-use crate::runtime::{Shared, WaitReason, current_p, waiting_on_system_stack};
+use crate::runtime::{Shared, WaitReason, current_p};
 
 /// What one handshake did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,26 +38,7 @@ pub fn handshake<F>(
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
-    let shared = Arc::clone(&world.shared);
-    waiting_on_system_stack(reason, move || run_handshake(&shared, p, f))
-        .ok_or(BarrierError::NotOnGoroutine)?
-}
-
-/// Refuses a strategy without the capability a feature needs, naming it.
-fn require(
-    shared: &Shared,
-    capability: Capabilities,
-    feature: &'static str,
-) -> Result<(), BarrierError> {
-    let strategy = shared.strategy();
-    if strategy.capabilities.contains(capability) {
-        return Ok(());
-    }
-    Err(BarrierError::MissingCapability {
-        strategy: strategy.name.clone(),
-        capability: capability.to_string(),
-        feature,
-    })
+    super::waiting_for(world, reason, move |shared| run_handshake(shared, p, f))
 }
 
 fn run_handshake<F>(shared: &Arc<Shared>, p: PId, f: F) -> Result<HandshakeReport, BarrierError>
@@ -65,12 +46,17 @@ where
     F: Fn(PId) + Send + Sync + 'static,
 {
     let strategy = shared.strategy();
-    require(
-        shared,
-        Capabilities::SINGLE_P_HANDSHAKE,
-        "a single-P handshake",
-    )?;
     let name = || strategy.name.clone();
+    if !strategy
+        .capabilities
+        .contains(Capabilities::SINGLE_P_HANDSHAKE)
+    {
+        return Err(BarrierError::MissingCapability {
+            strategy: name(),
+            capability: Capabilities::SINGLE_P_HANDSHAKE,
+            feature: "a single-P handshake",
+        });
+    }
     let live = shared
         .ps
         .get(p.index())

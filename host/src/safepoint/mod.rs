@@ -179,8 +179,8 @@ pub enum BarrierError {
     MissingCapability {
         /// The strategy's name.
         strategy: String,
-        /// The missing capability's name (`single-p-handshake`).
-        capability: String,
+        /// The missing capability (`single-p-handshake`).
+        capability: Capabilities,
         /// What needed it.
         feature: &'static str,
     },
@@ -246,9 +246,18 @@ pub fn for_each_p<F>(
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
+    waiting_for(world, reason, move |shared| run_barrier(shared, f))
+}
+
+/// Runs `request` on the system stack with the calling goroutine in `Waiting(reason)`
+/// (Go change 533455): the transition every request of the world makes.
+fn waiting_for<R: Send>(
+    world: &WorldGuard,
+    reason: WaitReason,
+    request: impl FnOnce(&Arc<Shared>) -> Result<R, BarrierError> + Send,
+) -> Result<R, BarrierError> {
     let shared = Arc::clone(&world.shared);
-    waiting_on_system_stack(reason, move || run_barrier(&shared, f))
-        .ok_or(BarrierError::NotOnGoroutine)?
+    waiting_on_system_stack(reason, move || request(&shared)).ok_or(BarrierError::NotOnGoroutine)?
 }
 
 /// Go's `forEachPInternal`, without the goroutine-status transition: calls the strategy

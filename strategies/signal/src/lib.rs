@@ -108,14 +108,14 @@ impl SignalStrategy {
                 .serve_if_parked(&st.host, p, f, || st.acknowledge());
         }
         // 4. The grace period: running Ps that poll serve themselves; signal the rest.
-        if !self.grace_period() {
+        if self.grace_period() {
+            st.counters.polled_in_grace.add();
+        } else {
             for &p in &round.others {
                 if st.host.p_status(p) == PStatus::Running {
                     self.signal(p);
                 }
             }
-        } else {
-            st.counters.polled_in_grace.add();
         }
         // 5. The running Ps.
         self.wait(&round.others, f);
