@@ -34,8 +34,11 @@ mod state {
     pub(super) const IDLE: u32 = 0;
     /// `f` has yet to run for the P.
     pub(super) const PENDING: u32 = 1;
-    /// Claimed: `f` runs or ran for the P, and its server has not finished acknowledging.
+    /// Claimed: `f` runs for the P, and its server still reads the published `f`.
     pub(super) const SERVING: u32 = 2;
+    /// `f` ran for the P, and its server has not finished acknowledging. The next round may
+    /// begin over it (see [`super::Served`]).
+    pub(super) const RAN: u32 = 3;
     const STATUS: u32 = 0b11;
 
     pub(super) fn status(word: u32) -> u32 {
@@ -105,12 +108,31 @@ struct Served<'a> {
     claimed: u32,
 }
 
+impl Served<'_> {
+    /// `f(p)` has returned: the server no longer reads the published `f`, and the next
+    /// round may begin. Nobody else writes a `SERVING` word; release pairs with the acquire
+    /// load of `begin`, which then replaces `f`.
+    fn ran(&self) {
+        self.word
+            .store(state::with(self.claimed, state::RAN), Ordering::Release);
+    }
+}
+
 impl Drop for Served<'_> {
     fn drop(&mut self) {
-        // Nobody else writes a `SERVING` word: the next `begin` and an abandonment wait
-        // for this store (release: it pairs with their acquire load).
-        self.word
-            .store(state::with(self.claimed, state::IDLE), Ordering::Release);
+        // From `RAN`, or from `SERVING` if `f` unwound. Fails if the next round has marked
+        // the P meanwhile: its state is not ours to touch. An abandonment waits for this
+        // store (release: it pairs with its acquire load).
+        for from in [state::RAN, state::SERVING] {
+            let from = state::with(self.claimed, from);
+            let to = state::with(self.claimed, state::IDLE);
+            if (self.word)
+                .compare_exchange(from, to, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                break;
+            }
+        }
     }
 }
 
@@ -130,17 +152,18 @@ fn run_claimed<R>(
 
 /// [`run_claimed`] after `f(p)`: disarms, acknowledges, and lets the P count as finished.
 fn finish_claimed<R>(
-    _served: Served<'_>,
+    served: Served<'_>,
     host: &HostRef,
     p: PId,
     acknowledge: impl FnOnce() -> R,
 ) -> R {
+    served.ran();
     host.disarm_poll(p);
     acknowledge()
 }
 
-/// A short spin, then yields: waiting for a server that is between its acknowledgement and
-/// its last store.
+/// A short spin, then yields: waiting for a server that is still running `f`, or between
+/// its acknowledgement and its last store.
 fn backoff(spins: &mut u32) {
     if *spins < 64 {
         *spins += 1;
@@ -157,10 +180,14 @@ fn backoff(spins: &mut u32) {
 /// and the methods built on it); the one that wins runs `f(p)`, so `f` runs exactly once.
 /// The winner disarms `p`'s poll word *before* it acknowledges, so a late disarm cannot
 /// clobber the next barrier's arm: the next barrier begins only after every
-/// acknowledgement. It puts `p` back to `IDLE` only after its acknowledgement, so that an
-/// abandoned round ([`Round`]) and the next [`PendingPs::begin`] can wait until no server of
-/// the round is still on its way. A P's server reads `f` with a plain load (no lock, no
-/// reference count): it is replaced only once no P is serving.
+/// acknowledgement. It marks `p` `RAN` once `f` returned, and puts it back to `IDLE` only
+/// after its acknowledgement, so that an abandoned round ([`Round`]) can wait until no
+/// server of the round is still on its way. A P's server reads `f` with a plain load (no
+/// lock, no reference count): the next [`PendingPs::begin`] replaces it only once no P is
+/// `SERVING`. It need not wait for a `RAN` server: every acknowledgement, and so the end of
+/// a barrier, comes after `f` returned, so a correct strategy's next round never waits, even
+/// when a server is preempted between its acknowledgement and its last store (a whole
+/// scheduler slice when Ps outnumber CPUs).
 pub struct PendingPs {
     pending: Box<[CachePadded<AtomicU32>]>,
     /// The number of the last round begun (30 bits, wrapping).
@@ -266,10 +293,11 @@ impl PendingPs {
         self.open.store(false, Ordering::SeqCst);
     }
 
-    /// Before a round publishes its `f`: waits until no server of the last round is still
-    /// finishing (between its acknowledgement and putting its word back), and withdraws a P
-    /// a round left pending (only a round ended before every P acknowledged, a strategy bug).
-    /// Usually one load per P, of a line `begin` writes next anyway.
+    /// Before a round publishes its `f`: waits until no server of the last round still
+    /// reads it, and withdraws a P a round left pending. Either happens only if a round ended
+    /// before every P acknowledged, a strategy bug. A `RAN` server is left to finish: its
+    /// last store fails once the new round has marked its P. One load per P, of a line
+    /// `begin` writes next anyway.
     fn settle_last_round(&self) {
         for word in self.pending.iter() {
             let mut spins = 0u32;
@@ -405,7 +433,10 @@ impl PendingPs {
         // must not begin before it has (its acknowledgement would count for that one).
         for word in self.pending.iter() {
             let mut spins = 0u32;
-            while word.load(Ordering::Acquire) == state::of(round, state::SERVING) {
+            while [state::SERVING, state::RAN]
+                .map(|status| state::of(round, status))
+                .contains(&word.load(Ordering::Acquire))
+            {
                 backoff(&mut spins);
             }
         }
@@ -648,31 +679,35 @@ mod tests {
     }
 
     /// A P's server may still be finishing (its acknowledgement done, so the barrier ended)
-    /// when the requester begins the next barrier: the new round waits for it, so the late
-    /// server cannot touch the new round's mark, nor read `f` as it is replaced.
+    /// when the requester begins the next barrier. `f` has returned, so the new round does
+    /// not wait for it (a preempted server would cost it a scheduler slice), and the late
+    /// server leaves the new round's mark alone.
     #[test]
-    fn the_next_round_waits_for_a_server_finishing_late() {
+    fn the_next_round_begins_while_a_server_finishes_late() {
         let (host, _, calls, f) = setup();
         let pending = std::sync::Arc::new(PendingPs::new(4));
         let first = pending.begin(&host, &f);
         assert!(pending.serve(&host, PId(2), &f, || ()).is_some());
-        let (acked, beginning) = (
-            std::sync::Arc::new(std::sync::Barrier::new(2)),
-            std::sync::Arc::new(AtomicBool::new(false)),
-        );
+        let acked = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let begun = std::sync::Arc::new(AtomicBool::new(false));
         let server = {
-            let (pending, host, acked, beginning) = (
+            let (pending, host, acked, begun) = (
                 std::sync::Arc::clone(&pending),
                 host.clone(),
                 std::sync::Arc::clone(&acked),
-                std::sync::Arc::clone(&beginning),
+                std::sync::Arc::clone(&begun),
             );
             std::thread::spawn(move || {
                 pending.serve_at_safe_point(&host, PId(1), || {
-                    // The last acknowledgement: the requester ends and begins the next
-                    // barrier before this server has finished.
+                    // The last acknowledgement: the requester ends this barrier and begins
+                    // the next before this server has finished.
                     acked.wait();
-                    while !beginning.load(Ordering::SeqCst) {
+                    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while !begun.load(Ordering::SeqCst) {
+                        assert!(
+                            std::time::Instant::now() < give_up,
+                            "the next round waited for a server whose f had returned"
+                        );
                         std::hint::spin_loop();
                     }
                 })
@@ -680,9 +715,9 @@ mod tests {
         };
         acked.wait();
         first.end();
-        beginning.store(true, Ordering::SeqCst);
         let second = pending.begin(&host, &f);
-        assert_eq!(server.join().unwrap(), Some(()));
+        begun.store(true, Ordering::SeqCst);
+        assert_eq!(server.join().map_err(|_| "server panicked"), Ok(Some(())));
         assert!(pending.is_open());
         assert!(pending.is_pending(PId(1)), "P1 is pending in the new round");
         assert!(pending.is_pending(PId(2)));

@@ -5,11 +5,12 @@
 //! The invariant that makes it sound, kept by [`PendingPs`](super::PendingPs):
 //!
 //! - Written only by the requester, and only while no P of any round is `SERVING` or
-//!   `PENDING`: at `begin` after every word was seen idle (acquire, which pairs with the
-//!   server's release as it finishes), and in an abandonment after the same wait.
-//! - Read only by a P that won its claim in the round the value was published for: the claim
-//!   read-modify-writes the `PENDING` mark, which `begin` stored (release) after writing
-//!   the cell, and the next write waits until the claimer has finished.
+//!   `PENDING`: at `begin` after every word was seen neither (acquire, which pairs with the
+//!   server's release as `f` returns), and in an abandonment after the same wait.
+//! - Read only by a P that won its claim in the round the value was published for, while
+//!   its word is `SERVING`: the claim read-modify-writes the `PENDING` mark, which `begin`
+//!   stored (release) after writing the cell, and the next write waits until the claimer's
+//!   word has left `SERVING`.
 #![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
@@ -31,7 +32,7 @@ impl PublishedFn {
     /// # Safety
     ///
     /// The caller is the requester, and no P is `SERVING` or `PENDING`: every claimer of the
-    /// last round has finished, as the caller observed with acquire loads.
+    /// last round has stopped reading, as the caller observed with acquire loads.
     pub(super) unsafe fn set(&self, f: Option<SafePointFnArc>) {
         // SAFETY: no reader holds a reference (the caller's contract); the writer is unique.
         unsafe { *self.0.get() = f }
@@ -40,7 +41,7 @@ impl PublishedFn {
     /// # Safety
     ///
     /// The caller holds a claim won in the round whose `begin` published the value, and
-    /// drops the reference before it finishes serving (puts its word back to idle).
+    /// drops the reference before its word leaves `SERVING`.
     pub(super) unsafe fn get(&self) -> Option<&SafePointFnArc> {
         // SAFETY: the claim happens-after the write, and the next write waits for the claim
         // to finish (the caller's contract).
