@@ -179,7 +179,7 @@ fn expect_goroutine(what: &str) -> (Arc<M>, Arc<G>) {
 fn poll_word_nonzero() -> bool {
     CURRENT_P.with(|p| {
         p.get()
-            .is_some_and(|p| p.poll_word.0.load(Ordering::Relaxed) != 0)
+            .is_some_and(|p| p.poll.word.load(Ordering::Relaxed) != 0)
     })
 }
 
@@ -207,7 +207,7 @@ fn poll_slow() {
     if safepoint::serve(&m.shared, p) {
         safepoint::give_way_on_goroutine(&m.shared, p);
     }
-    if p.poll_word.0.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {
+    if p.poll.word.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {
         p.disarm(poll_bits::PREEMPT);
         let Some(g) = m.curg() else { return };
         drop(m);

@@ -18,16 +18,16 @@ pub(crate) mod poll_bits {
     pub(crate) const PREEMPT: u32 = 1 << 1;
 }
 
-/// A cache line to itself, so that polling Ps do not share lines.
-#[repr(align(128))]
-pub(crate) struct CachePadded<T>(pub(crate) T);
+use safepoint_abi::CachePadded;
 
 pub(crate) struct P {
     pub(crate) id: PId,
     pub(crate) status: PStatusWord,
     /// The status a requester stopped the P from (`Idle` or `Syscall`), restored on release.
     stopped_from: AtomicU8,
-    pub(crate) poll_word: CachePadded<AtomicU32>,
+    /// The poll word, with the requester's record of arming it on the same line: a
+    /// barrier's requester writes no other line of the P.
+    pub(crate) poll: CachePadded<PollLine>,
     pub(crate) runq: Mutex<VecDeque<Arc<G>>>,
     /// The M that holds the P, or `NO_M`.
     m: AtomicU32,
@@ -35,14 +35,21 @@ pub(crate) struct P {
     pub(crate) syscall_tick: AtomicU64,
     /// Incremented on every goroutine switch-in; sysmon preempts a P whose tick stands still.
     pub(crate) sched_tick: AtomicU64,
-    /// How often a strategy has armed the safe-point bit, and when it last did
-    /// (monotonic nanoseconds): for timeout reports.
-    pub(crate) pokes: AtomicU64,
-    pub(crate) last_poke_nanos: AtomicU64,
     /// The number of the last barrier that ran `f` for this P (see `safepoint/served.rs`).
     pub(crate) served_in: AtomicU32,
     /// The P's M sleeps on the served-P gate until its barrier ends.
     pub(crate) giving_way: AtomicBool,
+}
+
+/// A P's poll word and the record of its arming.
+#[derive(Default)]
+pub(crate) struct PollLine {
+    /// What the poll tests: [`poll_bits`] armed for the P.
+    pub(crate) word: AtomicU32,
+    /// How often a strategy has armed the safe-point bit, and when it last did
+    /// ([`crate::sys::coarse_monotonic_nanos`]): for timeout reports.
+    pub(crate) pokes: AtomicU64,
+    pub(crate) last_poke_nanos: AtomicU64,
 }
 
 impl P {
@@ -51,13 +58,11 @@ impl P {
             id,
             status: PStatusWord::new(PStatus::Idle),
             stopped_from: AtomicU8::new(PStatus::Idle as u8),
-            poll_word: CachePadded(AtomicU32::new(0)),
+            poll: CachePadded::default(),
             runq: Mutex::new(VecDeque::new()),
             m: AtomicU32::new(NO_M),
             syscall_tick: AtomicU64::new(0),
             sched_tick: AtomicU64::new(0),
-            pokes: AtomicU64::new(0),
-            last_poke_nanos: AtomicU64::new(0),
             served_in: AtomicU32::new(0),
             giving_way: AtomicBool::new(false),
         }
@@ -75,25 +80,26 @@ impl P {
     }
 
     pub(crate) fn arm(&self, bits: u32) {
-        self.poll_word.0.fetch_or(bits, Ordering::SeqCst);
+        self.poll.word.fetch_or(bits, Ordering::SeqCst);
     }
 
     /// A strategy's request to reach a safe point: arms the bit and counts the poke.
     pub(crate) fn poke(&self) {
         self.arm(poll_bits::SAFEPOINT);
-        self.pokes.fetch_add(1, Ordering::Relaxed);
-        self.last_poke_nanos
-            .store(crate::sys::monotonic_nanos(), Ordering::Relaxed);
+        self.poll.pokes.fetch_add(1, Ordering::Relaxed);
+        self.poll
+            .last_poke_nanos
+            .store(crate::sys::coarse_monotonic_nanos(), Ordering::Relaxed);
     }
 
     pub(crate) fn disarm(&self, bits: u32) {
-        self.poll_word.0.fetch_and(!bits, Ordering::SeqCst);
+        self.poll.word.fetch_and(!bits, Ordering::SeqCst);
     }
 
     /// Whether a strategy has armed the safe-point bit; sequentially consistent, for the
     /// parking race (see `safepoint/README.md`).
     pub(crate) fn safepoint_armed(&self) -> bool {
-        self.poll_word.0.load(Ordering::SeqCst) & poll_bits::SAFEPOINT != 0
+        self.poll.word.load(Ordering::SeqCst) & poll_bits::SAFEPOINT != 0
     }
 
     /// `Host::try_stop_parked_p`: takes an idle or syscall P into `GcStop`. Retries while

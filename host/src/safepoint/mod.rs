@@ -46,7 +46,7 @@ pub(crate) struct ActiveStrategy {
 /// A caller that goes on running goroutines next calls [`give_way`] or
 /// [`give_way_on_goroutine`]; one that parks the P (idle, syscall) frees its CPU anyway.
 pub(crate) fn serve(shared: &Shared, p: &P) -> bool {
-    if p.poll_word.0.load(std::sync::atomic::Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
+    if p.poll.word.load(std::sync::atomic::Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
         return false;
     }
     shared.with_strategy(|strategy| {
@@ -307,14 +307,17 @@ where
         }
     };
     let cpu_start = cpu_clock();
+    let mut watch = shared.in_flight.lock();
+    watch.prepare(shared, &strategy);
     let start = Instant::now();
-    shared.in_flight.lock().begin(shared, &strategy, start);
-    let result = strategy.object.for_each_p_internal(f).into_result();
+    watch.started(start);
+    drop(watch);
+    let result = strategy.object.for_each_p_internal(f.clone()).into_result();
     let duration = start.elapsed();
     // After the measured window: waking the served Ps is not part of reaching them.
     drop(barrier);
     let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));
-    shared.in_flight.lock().end();
+    shared.in_flight.lock().end(f);
     let tally = &shared.tally;
     let (bad_p, panicked) = (tally.bad_p.lock().take(), tally.panicked.lock().take());
     let name = || strategy.name.clone();

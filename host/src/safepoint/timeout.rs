@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use safepoint_abi::{MId, PId, PStatus};
+use safepoint_abi::{MId, PId, PStatus, SafePointFnArc};
 
 use super::ActiveStrategy;
 use crate::runtime::{GStatus, GoId, Shared};
@@ -53,31 +53,43 @@ impl Default for SafepointConfig {
 pub(crate) struct InFlight {
     /// The strategy running the barrier; `None` while no barrier is in flight.
     strategy: Option<Arc<ActiveStrategy>>,
+    /// When the strategy was called; `None` until then.
     start: Option<Instant>,
     /// Each P's poke count when the barrier started.
     pokes_before: Vec<u64>,
     reports: u32,
+    /// The last barrier's function, kept until the next barrier's window has closed: the
+    /// strategy drops its own reference as that one begins, and this one, the last, frees
+    /// the function outside the measured window.
+    retired_fn: Option<SafePointFnArc>,
 }
 
 impl InFlight {
-    /// A barrier of `strategy` began at `start`.
-    pub(crate) fn begin(
-        &mut self,
-        shared: &Shared,
-        strategy: &Arc<ActiveStrategy>,
-        start: Instant,
-    ) {
+    /// A barrier of `strategy` is about to begin: everything but its start time, which the
+    /// requester sets last ([`InFlight::started`]), so that this work is outside the window
+    /// it measures.
+    pub(crate) fn prepare(&mut self, shared: &Shared, strategy: &Arc<ActiveStrategy>) {
         self.strategy = Some(Arc::clone(strategy));
-        self.start = Some(start);
+        self.start = None;
         self.pokes_before.clear();
-        self.pokes_before
-            .extend(shared.ps.iter().map(|p| p.pokes.load(Ordering::Relaxed)));
+        self.pokes_before.extend(
+            shared
+                .ps
+                .iter()
+                .map(|p| p.poll.pokes.load(Ordering::Relaxed)),
+        );
         self.reports = 0;
     }
 
-    /// The barrier ended.
-    pub(crate) fn end(&mut self) {
+    /// The strategy is called at `start`.
+    pub(crate) fn started(&mut self, start: Instant) {
+        self.start = Some(start);
+    }
+
+    /// The barrier ended; it ran `f`.
+    pub(crate) fn end(&mut self, f: SafePointFnArc) {
         self.strategy = None;
+        self.retired_fn = Some(f);
     }
 }
 
@@ -192,8 +204,8 @@ fn build_report(
         .filter(|p| shared.tally.count(p.id) == 0 && p.status.load() != PStatus::Dead)
         .map(|p| {
             let m = p.m().and_then(|id| shared.m_by_id(id));
-            let pokes = p.pokes.load(Ordering::Relaxed) - in_flight.pokes_before[p.id.index()];
-            let last_poke = p.last_poke_nanos.load(Ordering::Relaxed);
+            let pokes = p.poll.pokes.load(Ordering::Relaxed) - in_flight.pokes_before[p.id.index()];
+            let last_poke = p.poll.last_poke_nanos.load(Ordering::Relaxed);
             LateP {
                 p: p.id,
                 status: p.status.load(),
@@ -205,7 +217,9 @@ fn build_report(
                 region: m.as_ref().and_then(|m| m.region.lock().clone()),
                 pokes,
                 last_poke_ago: (pokes > 0).then(|| {
-                    Duration::from_nanos(crate::sys::monotonic_nanos().saturating_sub(last_poke))
+                    Duration::from_nanos(
+                        crate::sys::coarse_monotonic_nanos().saturating_sub(last_poke),
+                    )
                 }),
             }
         })
