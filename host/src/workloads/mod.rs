@@ -487,18 +487,31 @@ impl fmt::Display for RunSummary {
             "strategy {}, {} Ps, workload {}: {} barriers completed",
             self.strategy, self.procs, self.workload, self.barriers
         )?;
-        writeln!(f, "  barrier time     {}", quantiles(&self.latency))?;
-        let per_barrier = self.requester_cpu.as_nanos() as u64 / self.barriers.max(1);
-        writeln!(
-            f,
-            "  requester CPU    {:.1} µs per barrier",
-            micros(per_barrier)
-        )?;
-        writeln!(
-            f,
-            "  Ps reached       {} by themselves at a safe point, {} by the requester on their behalf, {} own",
-            self.by_themselves, self.by_requester, self.barriers
-        )?;
+        // A run of handshakes alone has no barrier figures to show.
+        if self.barriers > 0 || self.handshakes.is_none() {
+            writeln!(f, "  barrier time     {}", quantiles(&self.latency))?;
+            let per_barrier = self.requester_cpu.as_nanos() as u64 / self.barriers.max(1);
+            writeln!(
+                f,
+                "  requester CPU    {:.1} µs per barrier",
+                micros(per_barrier)
+            )?;
+            writeln!(
+                f,
+                "  Ps reached       {} by themselves at a safe point, {} by the requester on their behalf, {} own",
+                self.by_themselves, self.by_requester, self.barriers
+            )?;
+        }
+        if let Some(handshakes) = &self.handshakes {
+            let n = handshakes.latency.len();
+            writeln!(f, "  handshake time   {}", quantiles(&handshakes.latency))?;
+            writeln!(
+                f,
+                "  handshakes       {n} over the other Ps: {} by the P itself at a safe point, {} by the requester on its behalf",
+                handshakes.by_itself,
+                n - handshakes.by_itself
+            )?;
+        }
         match &self.metric {
             Some(WorkloadMetric::Alloc(alloc)) => write!(f, "{alloc}")?,
             Some(WorkloadMetric::Server(server)) => write!(f, "{server}")?,
@@ -510,16 +523,6 @@ impl fmt::Display for RunSummary {
                 self.elapsed.as_secs_f64(),
                 self.eintrs
             )?,
-        }
-        if let Some(handshakes) = &self.handshakes {
-            let n = handshakes.latency.len();
-            writeln!(
-                f,
-                "  handshake time   {} ({n} handshakes over the other Ps: {} by the P itself, {} by the requester on its behalf)",
-                quantiles(&handshakes.latency),
-                handshakes.by_itself,
-                n - handshakes.by_itself
-            )?;
         }
         if let Some(swaps) = &self.swaps {
             writeln!(
@@ -787,6 +790,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
                 .map_err(RunError::from),
         };
         if barriers == 0
+            && handshakes == 0
             && let Some(d) = duration
         {
             runtime::sleep(d);
