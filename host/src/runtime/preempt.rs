@@ -60,9 +60,7 @@ pub(crate) fn suspend_g(shared: &Arc<Shared>, id: GoId) -> Option<SuspendedG> {
             TrySuspend::Running(on) => {
                 // Ask it to stop at its next safe point; re-arm every time round, as it may
                 // have moved to another P.
-                let Some(g) = shared.g_by_id(id) else {
-                    return None;
-                };
+                let g = shared.g_by_id(id)?;
                 g.scan_requested.store(true, Ordering::Release);
                 if let Some(p) = on {
                     shared.p(p).arm(poll_bits::PREEMPT);
