@@ -392,20 +392,125 @@ fn a_strategy_that_cannot_reach_non_polling_ps_refuses_nopoll_up_front() {
     );
 }
 
+/// `--gc --workload nopoll` needs both capabilities; the refusal names the missing one and
+/// the strategies on the search path that have them.
 #[test]
-fn gc_with_nopoll_is_refused_up_front() {
-    assert_fails(
-        &safepoint(&[
+fn gc_with_nopoll_is_refused_without_a_handshake_that_reaches_non_polling_ps() {
+    let frozen = test_plugin("safepoint_frozen");
+    for (strategy, name, lacks) in [
+        ("polling", "polling", "reaches-non-polling-ps"),
+        ("futex", "futex", "reaches-non-polling-ps"),
+        (
+            frozen.as_str(),
+            "frozen",
+            "reaches-non-polling-ps,single-p-handshake",
+        ),
+    ] {
+        let out = safepoint(&[
             "run",
             "--strategy",
-            "signal",
+            strategy,
             "--gc",
             "--workload",
             "nopoll",
             "--barriers",
             "10",
+        ]);
+        assert_fails(
+            &out,
+            &format!(
+                "strategy {name} cannot run --gc with workload nopoll: the GC scans a goroutine \
+                 that never polls inside a single-P handshake that stops its P wherever it \
+                 computes, which needs the capabilities \
+                 reaches-non-polling-ps,single-p-handshake; {name} lacks {lacks}"
+            ),
+        );
+        assert_fails(
+            &out,
+            "on the search path, reaches-non-polling-ps,single-p-handshake: signal",
+        );
+    }
+}
+
+/// With signal, the GC scans the nopoll spinners through handshakes, and every value is
+/// marked once.
+#[test]
+fn run_with_gc_and_nopoll_under_signal_scans_through_handshakes() {
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "signal",
+        "--gc",
+        "--procs",
+        "3",
+        "--workload",
+        "nopoll",
+        "--barriers",
+        "300",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let gc = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("GC "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<u64> = gc
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [cycles, recorded, marked] = numbers[..] else {
+        panic!("{gc}")
+    };
+    assert!(cycles >= 1, "{gc}");
+    assert_eq!(recorded, marked, "{gc}");
+    let handshakes: u64 = stdout
+        .split("handshakes ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no handshake counter:\n{stdout}"));
+    assert!(
+        handshakes >= cycles,
+        "{handshakes} handshakes, {cycles} cycles"
+    );
+}
+
+/// `--handshakes N`: N handshakes over the other Ps, with p50, p99 and max.
+#[test]
+fn run_handshakes_reports_the_time_to_handshake() {
+    for strategy in STRATEGIES {
+        let out = safepoint(&[
+            "run",
+            "--strategy",
+            strategy,
+            "--procs",
+            "3",
+            "--barriers",
+            "0",
+            "--handshakes",
+            "300",
+        ]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{strategy}: {}", text(&out.stderr));
+        let time = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("handshake time"))
+            .unwrap_or_else(|| panic!("{strategy}: {stdout}"));
+        for field in ["p50 ", "p99 ", "max "] {
+            assert!(time.contains(field), "{time}");
+        }
+        assert_summary_has(&stdout, &["handshakes       300 over the other Ps"]);
+        assert!(!stdout.contains("barrier time"), "{stdout}");
+    }
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategy",
+            &test_plugin("safepoint_frozen"),
+            "--handshakes",
+            "10",
         ]),
-        "--gc cannot run with workload nopoll",
+        "strategy frozen cannot perform handshakes: it lacks the capability single-p-handshake",
     );
 }
 
@@ -716,6 +821,21 @@ fn compare_quick_writes_every_row_and_the_floors() {
                             && r["workload"] == workload
                     })
                     .unwrap_or_else(|| panic!("no row for {strategy}, {procs} Ps, {workload}"));
+                let handshake = &row["handshake"];
+                if procs >= 2 && row["status"] == "measured" {
+                    assert_eq!(handshake["status"], "measured", "{row}");
+                    for key in ["handshakes", "p50_ns", "p99_ns", "max_ns", "by_itself"] {
+                        assert!(handshake[key].as_u64().is_some(), "{key}: {row}");
+                    }
+                    assert!(
+                        handshake["p50_over_signal_floor"]
+                            .as_f64()
+                            .is_some_and(|r| r > 0.0),
+                        "{row}"
+                    );
+                } else {
+                    assert!(handshake.is_null(), "{row}");
+                }
                 match row["status"].as_str() {
                     Some("measured") => {
                         for key in ["p50_ns", "p99_ns", "max_ns", "requester_cpu_ns", "barriers"] {
@@ -750,6 +870,18 @@ fn compare_quick_writes_every_row_and_the_floors() {
         "an SVG with the floors"
     );
     assert!(stdout.contains("p50/floor"), "{stdout}");
+    assert!(
+        stdout.contains("single-P handshakes, round robin over the other Ps"),
+        "{stdout}"
+    );
+    let header = csv
+        .lines()
+        .find(|l| l.starts_with("strategy,"))
+        .expect("a CSV header");
+    assert!(
+        header.contains(",handshakes,handshake_p50_ns,handshake_p99_ns,"),
+        "{header}"
+    );
 }
 
 #[test]

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
+use safepoint_abi::Capabilities;
 use safepoint_host::gc::{DeadlockMode, Gc, demo_deadlock};
-use safepoint_host::plugin::Plugin;
+use safepoint_host::plugin::{self, Plugin};
 use safepoint_host::runtime::{self, Runtime, WaitGroup};
-use safepoint_host::workloads::work;
-use safepoint_tests::{Kind, Mutators, block_on_bounded, runtime};
+use safepoint_host::workloads::{self, RunError, RunOptions, Workload, work};
+use safepoint_tests::{
+    Kind, Mutators, block_on_bounded, counter, plugin_file, run_bounded, runtime, shipped,
+};
 
 const CYCLES: u64 = 1000;
 /// More Ps than the CI machine's 2 cores: oversubscribed.
@@ -127,3 +130,123 @@ safepoint_tests::strategy_tests!(
         deadlock_demo_completes_through_for_each_p,
     ]
 );
+
+/// Goroutines that compute and change their roots without ever polling: only a handshake
+/// that stops their P asynchronously lets the GC scan them.
+fn start_spinners(rt: &Runtime, gc: &Arc<Gc>, count: usize) -> (Arc<AtomicBool>, WaitGroup) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = WaitGroup::new();
+    for i in 0..count {
+        let (gc, stop, done) = (Arc::clone(gc), Arc::clone(&stop), done.clone());
+        done.add(1);
+        rt.spawn("nopoll spinner", move || {
+            let mutator = gc.mutator();
+            let mut x = i as u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = work(x);
+                mutator.update_roots(x);
+            }
+            drop(mutator);
+            done.done();
+        });
+    }
+    (stop, done)
+}
+
+/// With signal, the GC scans goroutines that never poll: each cycle's mark reaches every
+/// spinner through a handshake (its roots scanned, never half-updated), and the values of
+/// the polling mutators beside them are each marked exactly once.
+#[test]
+fn signal_gc_scans_goroutines_that_never_poll_and_loses_nothing() {
+    const SPINNERS: usize = 2;
+    let rt = runtime(&shipped("signal"), "", 4);
+    let gc = Gc::start(&rt, 2);
+    let kinds = [Kind::Poller, Kind::Sleeper, Kind::Blocker];
+    let (stop_spinners, spinners) = start_spinners(&rt, &gc, SPINNERS);
+    let (stop, mutators) = start_gc_mutators(&rt, &gc, &kinds);
+    let gc2 = Arc::clone(&gc);
+    let marked = block_on_bounded(&rt, move || {
+        let mut marked = 0;
+        for _ in 0..300 {
+            let report = gc2.cycle().unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                report.stacks_scanned >= (kinds.len() + SPINNERS) as u64,
+                "{report:?}"
+            );
+            marked += report.values_marked;
+        }
+        marked
+    });
+    assert!(
+        counter(&rt, "handshakes") >= 300,
+        "a running spinner is scanned through a handshake in every cycle: {:?}",
+        rt.strategy_counters()
+    );
+    stop.store(true, Ordering::Relaxed);
+    mutators.wait();
+    stop_spinners.store(true, Ordering::Relaxed);
+    spinners.wait();
+    let gc2 = Arc::clone(&gc);
+    let last = block_on_bounded(&rt, move || gc2.cycle().unwrap_or_else(|e| panic!("{e}")));
+    gc.stop_workers();
+    let recorded = gc.values_recorded();
+    assert!(recorded > 0);
+    assert_eq!(
+        marked + last.values_marked,
+        recorded,
+        "each value marked once"
+    );
+}
+
+/// `run --gc --workload nopoll` with signal, at 2 and 4 Ps, repeated: every cycle's
+/// invariants hold, and the run's values add up.
+#[test]
+fn signal_runs_nopoll_under_gc() {
+    for round in 0..3 {
+        for procs in [2, 4] {
+            let rt = runtime(&shipped("signal"), "", procs);
+            let options = RunOptions {
+                gc: true,
+                ..RunOptions::new(Workload::NoPoll, 200)
+            };
+            let summary = run_bounded(&rt, &options);
+            let gc = summary.gc.expect("a GC summary");
+            assert!(gc.cycles >= 1, "round {round}, {procs} Ps: {gc:?}");
+            assert_eq!(gc.values_recorded, gc.values_marked, "{procs} Ps");
+            assert!(counter(&rt, "handshakes") > 0, "{procs} Ps");
+        }
+    }
+}
+
+/// Polling and futex cannot reach a goroutine that never polls, and the frozen 2.0 plugin
+/// has no handshake at all: `--gc` beside nopoll is refused up front, naming what is missing.
+#[test]
+fn gc_beside_nopoll_is_refused_without_both_capabilities() {
+    let frozen = plugin::load_path(&plugin_file("safepoint_frozen")).expect("load frozen");
+    let needs = Capabilities::REACHES_NON_POLLING_PS.union(Capabilities::SINGLE_P_HANDSHAKE);
+    for (plugin, missing) in [
+        (shipped("polling"), Capabilities::REACHES_NON_POLLING_PS),
+        (shipped("futex"), Capabilities::REACHES_NON_POLLING_PS),
+        (frozen, needs),
+    ] {
+        let rt = runtime(&plugin, "", 2);
+        let options = RunOptions {
+            gc: true,
+            ..RunOptions::new(Workload::NoPoll, 10)
+        };
+        let err = workloads::run(&rt, &options).expect_err("refused");
+        assert!(
+            matches!(&err, RunError::GcUnsupported { missing: m, needs: n, .. }
+                if *m == missing && *n == needs),
+            "{}: {err:?}",
+            plugin.name()
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("single-p-handshake")
+                && message.contains(&format!("{} lacks {missing}", plugin.name())),
+            "{message}"
+        );
+        assert_eq!(err.needs(), Some(needs));
+    }
+}

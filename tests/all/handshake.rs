@@ -9,7 +9,10 @@ use safepoint_host::plugin::{self, Plugin};
 use safepoint_host::runtime::{self, GStatus, WaitReason};
 use safepoint_host::safepoint::{BarrierError, acquire_world, for_each_p, handshake};
 use safepoint_host::workloads::work;
-use safepoint_tests::{Kind, Mutators, block_on_bounded, mixed_kinds, per_p, plugin_file, runtime};
+use safepoint_tests::{
+    Kind, Mutators, SHIPPED, WATCHDOG, block_on_bounded, mixed_kinds, per_p, plugin_file, runtime,
+    shipped, within,
+};
 
 const HANDSHAKES: u64 = 400;
 
@@ -173,4 +176,77 @@ fn a_strategy_without_the_capability_is_refused_naming_it() {
          capability; choose a strategy that has it (`safepoint list` shows each one's \
          capabilities)"
     );
+}
+
+/// Handshakes and swaps interleave safely: while a thread swaps through every shipped
+/// strategy and the frozen 2.0 one, a goroutine performs handshakes round robin; each runs
+/// `f` exactly once for its P only, or, while the frozen strategy is active, is refused
+/// without running it. It goes on until the rotation has gone round three times and it has
+/// handshaken often under every strategy.
+#[test]
+fn handshakes_and_swaps_interleave_safely() {
+    const PROCS: usize = 4;
+    const EACH: u64 = 200;
+    const ROUNDS: u64 = 3;
+    let mut rotation: Vec<Plugin> = SHIPPED.iter().map(|name| shipped(name)).collect();
+    rotation.push(plugin::load_path(&plugin_file("safepoint_frozen")).expect("load frozen"));
+    let names: Vec<String> = rotation.iter().map(|p| p.name().to_owned()).collect();
+    let rt = runtime(&rotation[0], "", PROCS);
+    let mutators = Mutators::start(&rt, &mixed_kinds(PROCS), |_| {});
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let (rt2, stop2, swaps2) = (Arc::clone(&rt), Arc::clone(&stop), Arc::clone(&swaps));
+    let swapper = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            let n = swaps2.load(Ordering::Relaxed);
+            let next = &rotation[(n as usize + 1) % rotation.len()];
+            rt2.swap_strategy(next, "")
+                .unwrap_or_else(|e| panic!("swap {n} to {}: {e}", next.name()));
+            swaps2.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let wanted_swaps = ROUNDS * names.len() as u64;
+    let counts = per_p(PROCS);
+    let rt3 = Arc::clone(&rt);
+    block_on_bounded(&rt, move || {
+        let mut expected = [0u64; PROCS];
+        let mut seen = vec![0u64; names.len()];
+        let mut i = 0u64;
+        while swaps.load(Ordering::Relaxed) < wanted_swaps || seen.iter().any(|&n| n < EACH) {
+            let world = acquire_world();
+            // No swap while the world is held: this is the strategy the handshake uses.
+            let active = rt3.strategy_name();
+            let own = runtime::current_p_id().expect("a goroutine holds a P");
+            let p = PId((own.0 + 1 + (i % (PROCS as u64 - 1)) as u32) % PROCS as u32);
+            let c = Arc::clone(&counts);
+            let result = handshake(&world, WaitReason::GcMarkTermination, p, move |q| {
+                c[q.index()].fetch_add(1, Ordering::Relaxed);
+            });
+            drop(world);
+            match result {
+                Ok(_) => expected[p.index()] += 1,
+                Err(BarrierError::MissingCapability { strategy, .. }) if strategy == "frozen" => {}
+                Err(e) => panic!("handshake {i} for {p} under {active}: {e}"),
+            }
+            for (q, n) in counts.iter().enumerate() {
+                assert_eq!(
+                    n.load(Ordering::Relaxed),
+                    expected[q],
+                    "P{q} after handshake {i} for {p} under {active}"
+                );
+            }
+            let index = names
+                .iter()
+                .position(|n| *n == active)
+                .expect("a known strategy");
+            seen[index] += 1;
+            i += 1;
+            runtime::poll();
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    within(&rt, WATCHDOG, "the swapper", move || swapper.join())
+        .unwrap_or_else(|hung| panic!("{hung}"))
+        .expect("the swapper did not panic");
+    mutators.stop();
 }

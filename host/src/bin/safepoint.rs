@@ -12,7 +12,7 @@ use safepoint_host::gc::{self, DeadlockMode};
 use safepoint_host::plugin::{self, LoadError, Plugin, SearchPath};
 use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::{OnTimeout, ServedPs};
-use safepoint_host::workloads::{self, Rotation, RunOptions, Workload, WorkloadParams};
+use safepoint_host::workloads::{self, Rotation, RunError, RunOptions, Workload, WorkloadParams};
 
 /// `--version`: the program's version and the plugin ABI it speaks, `0.1.0 (ABI 2.1)`.
 fn version() -> &'static str {
@@ -183,9 +183,15 @@ struct RunArgs {
     #[arg(long, default_value_t = 1000)]
     barriers: u64,
     /// Run GC cycles (mark, gc_mark_done, gc_mark_termination) back to back meanwhile
-    /// (synthetic workloads but nopoll).
+    /// (synthetic workloads; nopoll needs a strategy with reaches-non-polling-ps and
+    /// single-p-handshake).
     #[arg(long)]
     gc: bool,
+    /// After the barriers, perform this many single-P handshakes, round robin over the Ps
+    /// other than the requester's, and report the time to handshake (needs
+    /// single-p-handshake).
+    #[arg(long, default_value_t = 0)]
+    handshakes: u64,
     #[command(flatten)]
     params: WorkloadArgs,
     #[command(flatten)]
@@ -453,14 +459,38 @@ fn run(args: &RunArgs) -> CliResult {
     let rt = start_runtime(first, &args.path, args.procs, timeout, &args.served)?;
     let options = RunOptions {
         gc: args.gc,
+        handshakes: args.handshakes,
         rotation,
         params: args.params.params(),
         ..RunOptions::new(args.workload, args.barriers)
     };
-    let summary = workloads::run(&rt, &options)?;
+    let summary =
+        workloads::run(&rt, &options).map_err(|e| with_strategies_that_can(e, &args.path))?;
     rt.shutdown();
     print!("{summary}");
     Ok(())
+}
+
+/// A refusal for a missing capability, with the strategies on the plugin path that have it.
+fn with_strategies_that_can(error: RunError, path: &PathArgs) -> Box<dyn std::error::Error> {
+    let Some(needs) = error.needs() else {
+        return error.into();
+    };
+    let mut able: Vec<String> = SearchPath::new(&path.plugin_path)
+        .discover()
+        .iter()
+        // Test plugins beside the shipped ones misbehave on purpose.
+        .filter(|file| plugin::name_of_file(file).is_some_and(|n| !n.starts_with("test_")))
+        .filter_map(|file| plugin::load_path(file).ok())
+        .filter(|p| p.capabilities().contains(needs))
+        .map(|p| p.name().to_owned())
+        .collect();
+    able.dedup();
+    if able.is_empty() {
+        format!("{error}; no plugin on the search path has {needs}").into()
+    } else {
+        format!("{error}; on the search path, {needs}: {}", able.join(", ")).into()
+    }
 }
 
 fn deadlock(args: &DeadlockArgs) -> CliResult {

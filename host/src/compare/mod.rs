@@ -9,6 +9,11 @@
 //! workload measured of itself (allocation rate and GC cycles, request latency with and
 //! without barriers, poll overhead). A strategy that cannot run a workload gets a row saying
 //! why instead.
+//!
+//! Under the synthetic workloads at 2 Ps or more, each strategy with `single-p-handshake`
+//! also runs the workload with single-P handshakes instead of barriers, round robin over the
+//! other Ps: the row gains their times, beside its full barrier's, and the ratio to the
+//! signal floor (a handshake to a running P costs at best one signal round trip).
 
 mod machine;
 mod svg;
@@ -25,6 +30,7 @@ use crate::safepoint::ServedPs;
 use crate::workloads::{
     self, RunError, RunOptions, RunSummary, Workload, WorkloadMetric, WorkloadParams,
 };
+use safepoint_abi::Capabilities;
 
 pub use machine::Machine;
 pub use svg::write_svg;
@@ -80,8 +86,27 @@ impl CompareOptions {
     /// How many steps [`compare`] reports to its progress callback.
     pub fn steps(&self) -> u64 {
         let cells = (self.procs.len() * self.workloads.len()) as u64;
-        Floor::ALL.len() as u64 + cells * (1 + self.strategies.len() as u64)
+        let mut handshake_runs = 0;
+        for &procs in &self.procs {
+            for &workload in &self.workloads {
+                handshake_runs += self
+                    .strategies
+                    .iter()
+                    .filter(|(plugin, _)| handshakes_under(plugin, procs, workload))
+                    .count() as u64;
+            }
+        }
+        Floor::ALL.len() as u64 + cells * (1 + self.strategies.len() as u64) + handshake_runs
     }
+}
+
+/// Whether `compare` measures `plugin`'s handshakes under `workload` at `procs` Ps.
+fn handshakes_under(plugin: &Plugin, procs: usize, workload: Workload) -> bool {
+    let has = plugin.capabilities();
+    procs >= 2
+        && Workload::SYNTHETIC.contains(&workload)
+        && has.contains(workload.needs())
+        && has.contains(Capabilities::SINGLE_P_HANDSHAKE)
 }
 
 /// A floor, measured in the same run.
@@ -111,6 +136,38 @@ pub struct Row {
     /// The figures, or why there are none.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The same workload with single-P handshakes instead of barriers, where measured.
+    pub handshake: Option<HandshakeOutcome>,
+}
+
+/// Single-P handshakes under a row's workload, round robin over the other Ps.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HandshakeOutcome {
+    /// The handshakes ran.
+    Measured(HandshakeFigures),
+    /// The run failed.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// What the handshakes of a row took.
+#[derive(Clone, Debug, Serialize)]
+pub struct HandshakeFigures {
+    /// Handshakes done.
+    pub handshakes: u64,
+    /// Median time to handshake, nanoseconds.
+    pub p50_ns: u64,
+    /// 99th percentile, nanoseconds.
+    pub p99_ns: u64,
+    /// Slowest, nanoseconds.
+    pub max_ns: u64,
+    /// Handshakes whose P's own M ran `f` (the others: the requester, on its behalf).
+    pub by_itself: u64,
+    /// p50 over the signal floor's p50.
+    pub p50_over_signal_floor: f64,
 }
 
 /// What a strategy did under one workload at one P count.
@@ -282,6 +339,31 @@ const MEASURED_COLUMNS: [&str; 9] = [
     "eintrs",
 ];
 
+/// The CSV columns of a row's [`HandshakeFigures`], its fields prefixed `handshake_`.
+const HANDSHAKE_COLUMNS: [&str; 6] = [
+    "handshakes",
+    "handshake_p50_ns",
+    "handshake_p99_ns",
+    "handshake_max_ns",
+    "handshake_by_itself",
+    "handshake_p50_over_signal_floor",
+];
+
+/// The CSV cells under [`HANDSHAKE_COLUMNS`]; empty where none were measured.
+fn handshake_cells(handshake: Option<&HandshakeOutcome>) -> Vec<String> {
+    match handshake {
+        Some(HandshakeOutcome::Measured(h)) => vec![
+            h.handshakes.to_string(),
+            h.p50_ns.to_string(),
+            h.p99_ns.to_string(),
+            h.max_ns.to_string(),
+            h.by_itself.to_string(),
+            format!("{:.3}", h.p50_over_signal_floor),
+        ],
+        _ => vec![String::new(); HANDSHAKE_COLUMNS.len()],
+    }
+}
+
 /// The CSV columns of [`WorkloadFigures`], named as its fields.
 const METRIC_COLUMNS: [&str; 8] = [
     "alloc_mb_per_s",
@@ -373,12 +455,19 @@ pub fn compare(
         for &workload in &options.workloads {
             let (first, first_config) = &options.strategies[0];
             step(&format!("{procs} Ps, {workload}: mutators alone"));
-            let baseline = run_one(first, first_config, procs, workload, 0, options)?;
+            let baseline = run_one(first, first_config, procs, workload, (0, 0), options)?;
             for (plugin, config) in &options.strategies {
                 step(&format!("{procs} Ps, {workload}: {}", plugin.name()));
                 let floor = Floor::of(plugin.capabilities());
                 let outcome = if plugin.capabilities().contains(workload.needs()) {
-                    match run_one(plugin, config, procs, workload, options.barriers, options) {
+                    match run_one(
+                        plugin,
+                        config,
+                        procs,
+                        workload,
+                        (options.barriers, 0),
+                        options,
+                    ) {
                         Ok(summary) => measured(&summary, &baseline, floor_p50(floor)),
                         Err(e) => Outcome::Failed {
                             error: e.to_string(),
@@ -393,12 +482,26 @@ pub fn compare(
                         ),
                     }
                 };
+                let handshake = handshakes_under(plugin, procs, workload).then(|| {
+                    step(&format!(
+                        "{procs} Ps, {workload}: {} handshakes",
+                        plugin.name()
+                    ));
+                    let signal_floor = floor_p50(Floor::Signal);
+                    match run_handshakes(plugin, config, procs, workload, options) {
+                        Ok(summary) => handshake_figures(&summary, signal_floor),
+                        Err(e) => HandshakeOutcome::Failed {
+                            error: e.to_string(),
+                        },
+                    }
+                });
                 rows.push(Row {
                     strategy: plugin.name().to_owned(),
                     procs,
                     workload: workload.name().to_owned(),
                     floor: floor.name().to_owned(),
                     outcome,
+                    handshake,
                 });
             }
         }
@@ -416,7 +519,7 @@ fn run_one(
     config: &str,
     procs: usize,
     workload: Workload,
-    barriers: u64,
+    (barriers, handshakes): (u64, u64),
     options: &CompareOptions,
 ) -> Result<RunSummary, CompareError> {
     let run_error = |error| CompareError::Run {
@@ -433,9 +536,46 @@ fn run_one(
     let options = RunOptions {
         duration: Some(options.duration),
         params: options.params,
+        handshakes,
         ..RunOptions::new(workload, barriers)
     };
     workloads::run(&rt, &options).map_err(run_error)
+}
+
+/// `workload` with `options.barriers` handshakes and no barrier, bounded by the row's time.
+fn run_handshakes(
+    plugin: &Plugin,
+    config: &str,
+    procs: usize,
+    workload: Workload,
+    options: &CompareOptions,
+) -> Result<RunSummary, CompareError> {
+    // A run of its own, so that the barrier row's mutator figures stay the barriers' own.
+    run_one(
+        plugin,
+        config,
+        procs,
+        workload,
+        (0, options.barriers),
+        options,
+    )
+}
+
+fn handshake_figures(summary: &RunSummary, signal_floor_p50: u64) -> HandshakeOutcome {
+    let Some(handshakes) = &summary.handshakes else {
+        return HandshakeOutcome::Failed {
+            error: "the run performed no handshake".to_owned(),
+        };
+    };
+    let h = &handshakes.latency;
+    HandshakeOutcome::Measured(HandshakeFigures {
+        handshakes: h.len(),
+        p50_ns: h.value_at_quantile(0.5),
+        p99_ns: h.value_at_quantile(0.99),
+        max_ns: h.max(),
+        by_itself: handshakes.by_itself,
+        p50_over_signal_floor: h.value_at_quantile(0.5) as f64 / signal_floor_p50 as f64,
+    })
 }
 
 fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outcome {
@@ -547,7 +687,57 @@ impl Comparison {
                 Outcome::Failed { error } => writeln!(out, "FAILED: {error}"),
             };
         }
+        self.handshake_table(&mut out);
         out
+    }
+
+    /// The handshake section of the table: each row's handshakes beside its barrier p50.
+    fn handshake_table(&self, out: &mut String) {
+        let rows: Vec<(&Row, &HandshakeOutcome)> = self
+            .rows
+            .iter()
+            .filter_map(|row| Some((row, row.handshake.as_ref()?)))
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nsingle-P handshakes, round robin over the other Ps, without barriers:\n{:<10} {:>3} {:<8} {:>9} {:>9} {:>9} {:>11} {:>13} {:>10}",
+            "strategy",
+            "Ps",
+            "workload",
+            "p50",
+            "p99",
+            "max",
+            "barrier p50",
+            "p50/sig floor",
+            "by itself"
+        );
+        for (row, handshake) in rows {
+            let _ = write!(
+                out,
+                "{:<10} {:>3} {:<8} ",
+                row.strategy, row.procs, row.workload
+            );
+            let barrier_p50 = match &row.outcome {
+                Outcome::Measured(m) => human_ns(m.p50_ns),
+                _ => "-".to_owned(),
+            };
+            let _ = match handshake {
+                HandshakeOutcome::Measured(h) => writeln!(
+                    out,
+                    "{:>9} {:>9} {:>9} {:>11} {:>13} {:>10}",
+                    human_ns(h.p50_ns),
+                    human_ns(h.p99_ns),
+                    human_ns(h.max_ns),
+                    barrier_p50,
+                    human_ratio(h.p50_over_signal_floor),
+                    format!("{}/{}", h.by_itself, h.handshakes)
+                ),
+                HandshakeOutcome::Failed { error } => writeln!(out, "FAILED: {error}"),
+            };
+        }
     }
 
     /// The same data as CSV, one row per table row, the machine and floors as comments.
@@ -563,9 +753,10 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "strategy,procs,workload,floor,status,{},{},reason",
+            "strategy,procs,workload,floor,status,{},{},{},reason",
             MEASURED_COLUMNS.join(","),
-            METRIC_COLUMNS.join(",")
+            METRIC_COLUMNS.join(","),
+            HANDSHAKE_COLUMNS.join(",")
         );
         for row in &self.rows {
             let (status, measured, metric, reason) = match &row.outcome {
@@ -598,15 +789,20 @@ impl Comparison {
                     format!("\"{}\"", error.replace('"', "'")),
                 ),
             };
+            let mut reason = reason;
+            if let Some(HandshakeOutcome::Failed { error }) = &row.handshake {
+                reason = format!("\"handshakes failed: {}\"", error.replace('"', "'"));
+            }
             let _ = writeln!(
                 out,
-                "{},{},{},{},{status},{},{},{reason}",
+                "{},{},{},{},{status},{},{},{},{reason}",
                 row.strategy,
                 row.procs,
                 row.workload,
                 row.floor,
                 measured.join(","),
-                metric.join(",")
+                metric.join(","),
+                handshake_cells(row.handshake.as_ref()).join(",")
             );
         }
         out

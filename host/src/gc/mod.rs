@@ -5,7 +5,9 @@
 //!   region. Each mutator also keeps a root set (its "stack"), changed only while it runs.
 //! - **Background mark workers** are goroutines. Each scans goroutine stacks on its system
 //!   stack, `Waiting(GC worker (active))`, with [`suspend_g`]: a running goroutine is first
-//!   brought to a safe point, a waiting one is scanned in place.
+//!   brought to a safe point, a waiting one is scanned in place. With a strategy that has
+//!   `single-p-handshake`, a running goroutine is reached by a single-P handshake (Go's
+//!   `preemptM`) and scanned inside it: with `signal`, even one that never polls.
 //! - **`gc_mark_done`** flushes every P's write-barrier buffer into the mark queue with
 //!   `for_each_p(GcMarkTermination, ...)`; **`gc_mark_termination`** flushes every P's cache
 //!   with `for_each_p(FlushProcCaches, ...)`: the two call sites of Go change 533455.
@@ -22,16 +24,17 @@ mod pacer;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::runtime::lock::Mutex;
-use safepoint_abi::PId;
+use safepoint_abi::{Capabilities, PId};
 
 pub use deadlock::{DeadlockMode, DemoError, demo_deadlock};
 pub use pacer::Pacer;
 
 use crate::runtime::{
-    self, Chan, GoId, Runtime, Shared, WaitGroup, WaitReason, suspend_g, waiting_on_system_stack,
+    self, Chan, GoId, Runtime, Shared, TrySuspend, WaitGroup, WaitReason, suspend_g,
+    suspend_running_on, try_suspend_g, waiting_on_system_stack,
 };
 use crate::safepoint::{self, BarrierError, BarrierFn, BarrierReport};
 
@@ -214,7 +217,33 @@ struct ScanJob {
     targets: Mutex<Vec<GoId>>,
     scanned: AtomicU64,
     torn: Mutex<Option<GoId>>,
+    /// A handshake that failed (a strategy that broke its contract).
+    failed: Mutex<Option<BarrierError>>,
     done: WaitGroup,
+}
+
+impl ScanJob {
+    /// Scans the root set of `target` (`roots`, if it is a mutator), held by its scanner.
+    fn scanned(&self, target: GoId, roots: Option<&MutatorState>) {
+        if let Some(state) = roots {
+            let words = state.roots.each_ref().map(|w| w.load(Ordering::Acquire));
+            if words[0] ^ words[1] ^ words[2] != words[3] {
+                self.torn.lock().get_or_insert(target);
+            }
+            state.scanned_in_cycle.store(self.cycle, Ordering::Release);
+        }
+        self.scanned.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What `scan_stack` found without a handshake.
+enum InPlace {
+    /// Scanned, or gone.
+    Done,
+    /// Its status changed as the worker looked.
+    Changed,
+    /// Running on this P: it needs a handshake.
+    RunningOn(PId),
 }
 
 impl Gc {
@@ -295,7 +324,7 @@ impl Gc {
     pub fn cycle(self: &Arc<Gc>) -> Result<CycleReport, GcError> {
         let cycle = self.cycles.load(Ordering::Relaxed) + 1;
         let live_roots: Vec<Arc<MutatorState>> = self.roots.lock().values().cloned().collect();
-        let (stacks_scanned, torn) = self.mark(cycle);
+        let (stacks_scanned, torn) = self.mark(cycle)?;
         if let Some(g) = torn {
             return Err(GcError::TornRoots {
                 cycle,
@@ -353,14 +382,16 @@ impl Gc {
         })
     }
 
-    /// The mark phase: the workers scan every goroutine's stack.
-    fn mark(&self, cycle: u64) -> (u64, Option<GoId>) {
+    /// The mark phase: the workers scan every goroutine's stack. Returns the stacks scanned
+    /// and the first seen half-updated.
+    fn mark(&self, cycle: u64) -> Result<(u64, Option<GoId>), BarrierError> {
         let targets: Vec<GoId> = self.shared.allgs.lock().keys().copied().collect();
         let job = Arc::new(ScanJob {
             cycle,
             targets: Mutex::new(targets),
             scanned: AtomicU64::new(0),
             torn: Mutex::new(None),
+            failed: Mutex::new(None),
             done: WaitGroup::new(),
         });
         job.done.add(self.workers);
@@ -370,8 +401,11 @@ impl Gc {
             }
         }
         job.done.wait();
+        if let Some(e) = job.failed.lock().take() {
+            return Err(e);
+        }
         let torn = *job.torn.lock();
-        (job.scanned.load(Ordering::Relaxed), torn)
+        Ok((job.scanned.load(Ordering::Relaxed), torn))
     }
 
     fn mark_worker(&self) {
@@ -390,27 +424,96 @@ impl Gc {
         }
     }
 
-    /// Scans one goroutine's stack as Go's `markroot` does: on the system stack, the worker
-    /// `Waiting(GC worker (active))`, non-preemptible, through `suspend_g`.
-    fn scan_stack(&self, job: &ScanJob, target: GoId) {
+    /// Scans one goroutine's stack as Go's `markroot` does: through `suspend_g`, a waiting
+    /// goroutine in place, a running one once it is at a safe point.
+    ///
+    /// With a strategy that has `single-p-handshake`, a running goroutine is reached as Go's
+    /// `suspendG` reaches it with `preemptM`: a handshake stops its P (signal: wherever it
+    /// computes, poll or no poll), and the scan happens inside the handshake's function,
+    /// while the P is held. Otherwise `suspend_g` waits for the goroutine's next poll.
+    fn scan_stack(&self, job: &Arc<ScanJob>, target: GoId) {
+        let mut spins = 0;
+        loop {
+            let p = match self.scan_in_place(job, target) {
+                InPlace::Done => return,
+                InPlace::Changed => {
+                    runtime::status::backoff(&mut spins);
+                    continue;
+                }
+                InPlace::RunningOn(p) => p,
+            };
+            match self.scan_by_handshake(job, target, p) {
+                Ok(true) => return,
+                // It moved, parked or finished meanwhile: look again.
+                Ok(false) => runtime::poll(),
+                // A swap to a strategy without handshakes: the next round waits for the poll.
+                Err(BarrierError::MissingCapability { .. }) => {}
+                Err(e) => {
+                    job.failed.lock().get_or_insert(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The part of `scan_stack` that needs no handshake, on the system stack, the worker
+    /// `Waiting(GC worker (active))`, non-preemptible.
+    fn scan_in_place(&self, job: &ScanJob, target: GoId) -> InPlace {
+        let handshakes = self
+            .shared
+            .strategy()
+            .capabilities
+            .contains(Capabilities::SINGLE_P_HANDSHAKE);
         let region = runtime::no_preempt(&format!("in suspend_g, scanning goroutine {}", target.0));
-        waiting_on_system_stack(WaitReason::GcWorkerActive, || {
-            let Some(suspended) = suspend_g(&self.shared, target) else {
-                return;
+        let outcome = waiting_on_system_stack(WaitReason::GcWorkerActive, || {
+            let suspended = if handshakes {
+                match try_suspend_g(&self.shared, target) {
+                    TrySuspend::Suspended(suspended) => suspended,
+                    TrySuspend::Gone => return InPlace::Done,
+                    TrySuspend::Changed | TrySuspend::Running(None) => return InPlace::Changed,
+                    TrySuspend::Running(Some(p)) => return InPlace::RunningOn(p),
+                }
+            } else {
+                match suspend_g(&self.shared, target) {
+                    Some(suspended) => suspended,
+                    None => return InPlace::Done,
+                }
             };
             let roots = self.roots.lock().get(&suspended.goid()).cloned();
-            if let Some(state) = roots {
-                let words = state.roots.each_ref().map(|w| w.load(Ordering::Acquire));
-                if words[0] ^ words[1] ^ words[2] != words[3] {
-                    job.torn.lock().get_or_insert(target);
-                }
-                state.scanned_in_cycle.store(job.cycle, Ordering::Release);
-            }
-            job.scanned.fetch_add(1, Ordering::Relaxed);
+            job.scanned(target, roots.as_deref());
             drop(suspended);
+            InPlace::Done
         })
         .expect("mark workers are goroutines");
         drop(region);
+        outcome
+    }
+
+    /// Scans `target`, running on `p`, inside a single-P handshake for `p`; false if it was
+    /// no longer running there.
+    fn scan_by_handshake(
+        &self,
+        job: &Arc<ScanJob>,
+        target: GoId,
+        p: PId,
+    ) -> Result<bool, BarrierError> {
+        let roots = self.roots.lock().get(&target).cloned();
+        let scanned = Arc::new(AtomicBool::new(false));
+        let (shared, job, done) = (
+            Arc::clone(&self.shared),
+            Arc::clone(job),
+            Arc::clone(&scanned),
+        );
+        let world = safepoint::acquire_world();
+        safepoint::handshake(&world, WaitReason::GcWorkerActive, p, move |p| {
+            if let Some(suspended) = suspend_running_on(&shared, target, p) {
+                job.scanned(target, roots.as_deref());
+                drop(suspended);
+                done.store(true, Ordering::Release);
+            }
+        })?;
+        drop(world);
+        Ok(scanned.load(Ordering::Acquire))
     }
 
     /// Go's `gcMarkDone`: flush every P's write-barrier buffer into the mark queue.
@@ -482,12 +585,16 @@ impl Mutator {
 
     /// Changes the root set, without a safe point in between, as a running goroutine
     /// changes its stack.
+    /// A goroutine stopped asynchronously (a signal) is never stopped in between: the stores
+    /// are one unsafe point, as a compiler marks a sequence that stack maps do not describe.
     pub fn update_roots(&self, x: u64) {
         let words = [x, x.rotate_left(17), x.wrapping_mul(31)];
-        for (slot, w) in self.state.roots.iter().zip(words) {
-            slot.store(w, Ordering::Relaxed);
-        }
-        self.state.roots[3].store(words[0] ^ words[1] ^ words[2], Ordering::Release);
+        runtime::without_async_safe_point(|| {
+            for (slot, w) in self.state.roots.iter().zip(words) {
+                slot.store(w, Ordering::Relaxed);
+            }
+            self.state.roots[3].store(words[0] ^ words[1] ^ words[2], Ordering::Release);
+        });
     }
 }
 

@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{Ordering, compiler_fence};
 use std::time::Duration;
 
 use safepoint_abi::{MId, PStatus};
@@ -352,6 +352,20 @@ impl Drop for NoPreempt {
             poll();
         }
     }
+}
+
+/// Runs `f` with no asynchronous safe point inside it (Go's compiler-marked unsafe points):
+/// for a few stores that a stack scan must see all or none of. Unlike [`no_preempt`] it names
+/// nothing for timeout reports and takes no safe point at its end, so a goroutine that never
+/// polls stays one. `f` must not yield, park, block or panic.
+pub(crate) fn without_async_safe_point<R>(f: impl FnOnce() -> R) -> R {
+    enter_region();
+    // Same thread as the signal handler that reads the depth: only the compiler may reorder.
+    compiler_fence(Ordering::SeqCst);
+    let result = f();
+    compiler_fence(Ordering::SeqCst);
+    leave_region();
+    result
 }
 
 pub(crate) fn shared_of_current() -> Option<Arc<Shared>> {

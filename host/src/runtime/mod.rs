@@ -37,12 +37,12 @@ pub use sync::{Chan, Sema, WaitGroup};
 
 pub(crate) use current::{
     at_async_safe_point, current_g, current_m, current_p, shared_of_current,
-    waiting_on_system_stack,
+    waiting_on_system_stack, without_async_safe_point,
 };
 pub(crate) use g::G;
 pub(crate) use m::M;
 pub(crate) use p::{P, poll_bits};
-pub(crate) use preempt::suspend_g;
+pub(crate) use preempt::{TrySuspend, suspend_g, suspend_running_on, try_suspend_g};
 pub(crate) use sched::ready;
 
 use crate::plugin::{LoadError, Plugin};

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use safepoint_abi::Capabilities;
+use safepoint_abi::{Capabilities, PId};
 
 use crate::gc::{CycleReport, Gc, GcError};
 use crate::plugin::{Plugin, SwapError, swap};
@@ -130,6 +130,18 @@ impl Workload {
         }
     }
 
+    /// What a strategy must be able to do for `--gc` beside this workload: under `nopoll`,
+    /// the GC's `suspend_g` reaches a goroutine that never polls only through a single-P
+    /// handshake that stops its P wherever it computes.
+    pub fn gc_needs(self) -> Capabilities {
+        match self {
+            Workload::NoPoll => {
+                Capabilities::REACHES_NON_POLLING_PS.union(Capabilities::SINGLE_P_HANDSHAKE)
+            }
+            _ => Capabilities::NONE,
+        }
+    }
+
     /// Whether a run with barriers ends with a quiet phase, without any, in which the
     /// workload measures itself (`server`'s latency, `compute`'s poll overhead).
     pub fn has_quiet_phase(self) -> bool {
@@ -150,11 +162,6 @@ impl Workload {
     /// cannot.
     fn refuses_gc(self) -> Option<&'static str> {
         match self {
-            Workload::NoPoll => Some(
-                "the GC scans every goroutine's stack, and suspend_g waits for a running \
-                 goroutine to reach a poll, which a nopoll spinner never does; run nopoll \
-                 without --gc",
-            ),
             Workload::Alloc => Some(
                 "alloc runs its own GC, its cycles paced by allocation volume; run alloc \
                  without --gc",
@@ -273,6 +280,18 @@ pub struct RunSummary {
     pub by_strategy: Vec<(String, Histogram<u64>)>,
     /// What the swaps did, when strategies rotate.
     pub swaps: Option<SwapSummary>,
+    /// The single-P handshakes, when the run performed some.
+    pub handshakes: Option<HandshakeSummary>,
+}
+
+/// The single-P handshakes of a run, round robin over the Ps other than the requester's.
+#[derive(Clone, Debug)]
+pub struct HandshakeSummary {
+    /// Time to handshake (the strategy's `handshake`), nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Handshakes whose P's own M ran `f` at its safe point; the others the requester ran
+    /// on the P's behalf (parked, or stopped in a signal handler).
+    pub by_itself: u64,
 }
 
 /// What a realistic workload measured of itself, beside the barrier times.
@@ -315,6 +334,9 @@ pub struct RunOptions {
     pub gc: bool,
     /// Swap strategies meanwhile.
     pub rotation: Option<Rotation>,
+    /// Single-P handshakes the requester performs after its barriers, round robin over the
+    /// other Ps (stopped, like the barriers, at `duration`).
+    pub handshakes: u64,
     /// The knobs of the realistic workloads.
     pub params: WorkloadParams,
 }
@@ -328,6 +350,7 @@ impl RunOptions {
             duration: None,
             gc: false,
             rotation: None,
+            handshakes: 0,
             params: WorkloadParams::default(),
         }
     }
@@ -390,6 +413,36 @@ pub enum RunError {
         /// What the strategy has.
         has: Capabilities,
     },
+    /// The strategy cannot scan this workload's goroutines for `--gc`.
+    #[error(
+        "strategy {strategy} cannot run --gc with workload {workload}: the GC scans a \
+         goroutine that never polls inside a single-P handshake that stops its P wherever it \
+         computes, which needs the capabilities {needs}; {strategy} lacks {missing} (it has: \
+         {has}); pick a strategy that has them (see `safepoint list`)"
+    )]
+    GcUnsupported {
+        /// The strategy.
+        strategy: String,
+        /// The workload.
+        workload: Workload,
+        /// What the GC needs beside it.
+        needs: Capabilities,
+        /// What of that the strategy lacks.
+        missing: Capabilities,
+        /// What the strategy has.
+        has: Capabilities,
+    },
+    /// The strategy has no single-P handshake.
+    #[error(
+        "strategy {strategy} cannot perform handshakes: it lacks the capability \
+         single-p-handshake (it has: {has}); pick a strategy that has it (see `safepoint list`)"
+    )]
+    HandshakesUnsupported {
+        /// The strategy.
+        strategy: String,
+        /// What it has.
+        has: Capabilities,
+    },
     /// `--gc` cannot run beside this workload.
     #[error("--gc cannot run with workload {workload}: {reason}")]
     GcRefused {
@@ -398,6 +451,19 @@ pub enum RunError {
         /// Why, and what to do.
         reason: &'static str,
     },
+}
+
+impl RunError {
+    /// The capabilities a refused run needed, if it was refused for lacking some.
+    pub fn needs(&self) -> Option<Capabilities> {
+        match self {
+            RunError::Unsupported { needs, .. } | RunError::GcUnsupported { needs, .. } => {
+                Some(*needs)
+            }
+            RunError::HandshakesUnsupported { .. } => Some(Capabilities::SINGLE_P_HANDSHAKE),
+            _ => None,
+        }
+    }
 }
 
 fn micros(ns: u64) -> f64 {
@@ -421,18 +487,31 @@ impl fmt::Display for RunSummary {
             "strategy {}, {} Ps, workload {}: {} barriers completed",
             self.strategy, self.procs, self.workload, self.barriers
         )?;
-        writeln!(f, "  barrier time     {}", quantiles(&self.latency))?;
-        let per_barrier = self.requester_cpu.as_nanos() as u64 / self.barriers.max(1);
-        writeln!(
-            f,
-            "  requester CPU    {:.1} µs per barrier",
-            micros(per_barrier)
-        )?;
-        writeln!(
-            f,
-            "  Ps reached       {} by themselves at a safe point, {} by the requester on their behalf, {} own",
-            self.by_themselves, self.by_requester, self.barriers
-        )?;
+        // A run of handshakes alone has no barrier figures to show.
+        if self.barriers > 0 || self.handshakes.is_none() {
+            writeln!(f, "  barrier time     {}", quantiles(&self.latency))?;
+            let per_barrier = self.requester_cpu.as_nanos() as u64 / self.barriers.max(1);
+            writeln!(
+                f,
+                "  requester CPU    {:.1} µs per barrier",
+                micros(per_barrier)
+            )?;
+            writeln!(
+                f,
+                "  Ps reached       {} by themselves at a safe point, {} by the requester on their behalf, {} own",
+                self.by_themselves, self.by_requester, self.barriers
+            )?;
+        }
+        if let Some(handshakes) = &self.handshakes {
+            let n = handshakes.latency.len();
+            writeln!(f, "  handshake time   {}", quantiles(&handshakes.latency))?;
+            writeln!(
+                f,
+                "  handshakes       {n} over the other Ps: {} by the P itself at a safe point, {} by the requester on its behalf",
+                handshakes.by_itself,
+                n - handshakes.by_itself
+            )?;
+        }
         match &self.metric {
             Some(WorkloadMetric::Alloc(alloc)) => write!(f, "{alloc}")?,
             Some(WorkloadMetric::Server(server)) => write!(f, "{server}")?,
@@ -643,6 +722,7 @@ struct RequesterResult {
     /// The cycles of `alloc`'s paced GC.
     paced: Option<GcSummary>,
     swaps: Option<SwapSummary>,
+    handshakes: Option<HandshakeSummary>,
 }
 
 /// Runs the workload on `rt` and performs the barriers from a goroutine.
@@ -650,12 +730,28 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
     let workload = options.workload;
     let has = rt.strategy_capabilities();
     let needs = workload.needs();
+    // Before the workload's own needs: the GC's are a superset, and say why.
+    if options.gc && !has.contains(workload.gc_needs()) {
+        return Err(RunError::GcUnsupported {
+            strategy: rt.strategy_name(),
+            workload,
+            needs: workload.gc_needs(),
+            missing: Capabilities(workload.gc_needs().0 & !has.0),
+            has,
+        });
+    }
     // Without barriers (a baseline), any strategy can host any workload.
-    if options.barriers > 0 && !has.contains(needs) {
+    if (options.barriers > 0 || options.handshakes > 0) && !has.contains(needs) {
         return Err(RunError::Unsupported {
             strategy: rt.strategy_name(),
             workload,
             needs,
+            has,
+        });
+    }
+    if options.handshakes > 0 && !has.contains(Capabilities::SINGLE_P_HANDSHAKE) {
+        return Err(RunError::HandshakesUnsupported {
+            strategy: rt.strategy_name(),
             has,
         });
     }
@@ -675,7 +771,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
     };
     let gc_run = gc.as_ref().map(|gc| gc_cycles(rt, gc));
     let swapper = options.rotation.clone().map(|r| swaps(rt, r));
-    let (barriers, duration) = (options.barriers, options.duration);
+    let (barriers, duration, handshakes) = (options.barriers, options.duration, options.handshakes);
     let quiet_phase = barriers > 0 && workload.has_quiet_phase();
     let interval = workload.barrier_interval();
     let shared = Arc::clone(&rt.shared);
@@ -694,15 +790,19 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
                 .map_err(RunError::from),
         };
         if barriers == 0
+            && handshakes == 0
             && let Some(d) = duration
         {
             runtime::sleep(d);
         }
+        let handshakes = (handshakes > 0)
+            .then(|| handshake_loop(&shared, handshakes, duration.map(|d| Instant::now() + d)));
         let main = started.elapsed();
         // Swaps are barrier-like (they hold the world): none in the quiet phase. The swapper
         // stops even when a barrier failed.
         let swaps = swapper.map(Background::finish).transpose();
         let paced = main_phase?;
+        let handshakes = handshakes.transpose()?;
         let swaps = swaps?;
         let quiet = quiet_phase.then(|| {
             let length = duration.unwrap_or(main).max(QUIET_MIN);
@@ -715,6 +815,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
             phases: Phases { main, quiet },
             paced,
             swaps,
+            handshakes,
         })
     });
     let gc_summary = gc_run.map(Background::finish).transpose();
@@ -735,6 +836,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
     let RequesterResult {
         tally,
         swaps: swap_summary,
+        handshakes,
         ..
     } = result?;
     let report = stopped?;
@@ -763,7 +865,40 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
             Vec::new()
         },
         swaps: swap_summary,
+        handshakes,
     })
+}
+
+/// `handshakes` single-P handshakes, round robin over the Ps other than the requester's,
+/// until the deadline. None at 1 P.
+fn handshake_loop(
+    shared: &Arc<runtime::Shared>,
+    handshakes: u64,
+    deadline: Option<Instant>,
+) -> Result<HandshakeSummary, BarrierError> {
+    let mut summary = HandshakeSummary {
+        latency: latency_histogram(),
+        by_itself: 0,
+    };
+    let others = shared.ps.len() as u64 - 1;
+    for i in (0..handshakes).take_while(|_| others > 0) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let world = safepoint::acquire_world();
+        // The requester's P now: it may have moved since the last handshake.
+        let own = runtime::current_p_id().map_or(u32::MAX, |p| p.0);
+        let k = (i % others) as u32;
+        let p = PId(if k >= own { k + 1 } else { k });
+        let report = safepoint::handshake(&world, WaitReason::Event, p, |_| {})?;
+        drop(world);
+        summary
+            .latency
+            .saturating_record(report.duration.as_nanos() as u64);
+        summary.by_itself += u64::from(report.by_itself);
+        runtime::poll();
+    }
+    Ok(summary)
 }
 
 /// The main phase of every workload but `alloc`: `barriers` barriers, back to back or

@@ -73,8 +73,8 @@ impl Mutators {
         Mutators::start_with_gc(rt, workload, None)
     }
 
-    /// Starts them, each also a GC mutator of `gc` (except spinners, which take no safe
-    /// point at all, not even the write barrier's).
+    /// Starts them, each also a GC mutator of `gc`. Spinners only change their roots: the
+    /// write barrier's region ends at a poll, and they take no safe point at all.
     pub(super) fn start_with_gc(
         rt: &Runtime,
         workload: Workload,
@@ -110,7 +110,8 @@ impl Mutators {
             Arc::clone(&self.tally),
             self.done.clone(),
         );
-        let gc = gc.filter(|_| !matches!(kind, Mutator::Spinner)).cloned();
+        let gc = gc.cloned();
+        let records = !matches!(kind, Mutator::Spinner);
         wg.add(1);
         rt.spawn(kind.name(), move || {
             let gc: Option<GcMutator> = gc.map(|gc| gc.mutator());
@@ -118,7 +119,7 @@ impl Mutators {
             let (mut units, mut eintrs) = (0, 0u32);
             while !stop.load(Ordering::Relaxed) {
                 if let Some(gc) = &gc {
-                    if units % GC_RECORD_EVERY == 0 {
+                    if records && units % GC_RECORD_EVERY == 0 {
                         gc.record();
                         gc.allocate();
                     }
