@@ -155,6 +155,12 @@ impl Host for HostHandle {
     fn abi_version(&self) -> AbiVersion {
         safepoint_abi::ABI_VERSION
     }
+
+    fn trace_signal(&self, p: PId, resend: bool) {
+        if let Some(trace) = &self.shared.trace {
+            trace.p(p, EventKind::Signal { resend });
+        }
+    }
 }
 
 /// The host's bookkeeping of the barrier in flight: how often `f` ran for each P, and by
