@@ -304,9 +304,6 @@ where
     F: Fn(PId) + Send + Sync + 'static,
 {
     let strategy = shared.strategy();
-    if let Some(trace) = &shared.trace {
-        trace.barrier_begin(reason, &strategy.name);
-    }
     let own_p = current_p().map(|p| p.id);
     let runnable = shared.tally.reset();
     let barrier = BarrierInFlight::begin(shared, runnable);
@@ -322,6 +319,9 @@ where
         }
     };
     let cpu_start = cpu_clock();
+    if let Some(trace) = &shared.trace {
+        trace.barrier_begin(reason, &strategy.name);
+    }
     let start = Instant::now();
     shared.in_flight.lock().begin(shared, &strategy, start);
     let result = strategy.object.for_each_p_internal(f).into_result();

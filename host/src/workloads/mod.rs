@@ -29,6 +29,7 @@ mod poll;
 mod server;
 mod syscall;
 
+use crate::trace::TimeToSafepoint;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -273,6 +274,9 @@ pub struct RunSummary {
     pub by_strategy: Vec<(String, Histogram<u64>)>,
     /// What the swaps did, when strategies rotate.
     pub swaps: Option<SwapSummary>,
+    /// Time to safepoint per P and per wait reason, when the runtime traces
+    /// ([`crate::runtime::Builder::trace`]).
+    pub time_to_safepoint: Option<TimeToSafepoint>,
 }
 
 /// What a realistic workload measured of itself, beside the barrier times.
@@ -433,6 +437,9 @@ impl fmt::Display for RunSummary {
             "  Ps reached       {} by themselves at a safe point, {} by the requester on their behalf, {} own",
             self.by_themselves, self.by_requester, self.barriers
         )?;
+        if let Some(ttsp) = &self.time_to_safepoint {
+            write!(f, "{ttsp}")?;
+        }
         match &self.metric {
             Some(WorkloadMetric::Alloc(alloc)) => write!(f, "{alloc}")?,
             Some(WorkloadMetric::Server(server)) => write!(f, "{server}")?,
@@ -763,6 +770,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
             Vec::new()
         },
         swaps: swap_summary,
+        time_to_safepoint: rt.trace().map(|trace| TimeToSafepoint::of(&trace)),
     })
 }
 
