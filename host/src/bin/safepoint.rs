@@ -197,6 +197,10 @@ struct CompareArgs {
     /// Also draw barrier time against P count as SVG.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Run every measured row again with barrier tracing on: the barrier p50 with tracing
+    /// off and on, and the time to safepoint per P and per wait reason (table and JSON).
+    #[arg(long)]
+    traced: bool,
     #[command(flatten)]
     path: PathArgs,
 }
@@ -388,6 +392,7 @@ fn compare(args: &CompareArgs) -> CliResult {
     options.duration = args.duration.unwrap_or(options.duration);
     options.served_ps = args.served.served_ps;
     options.params = args.params.params();
+    options.traced = args.traced;
     let progress =
         ProgressBar::with_draw_target(Some(options.steps()), ProgressDrawTarget::stderr());
     progress.set_style(
