@@ -83,10 +83,11 @@ impl Host for HostHandle {
 
     fn arm_poll(&self, p: PId) {
         if let Some(p) = self.p(p) {
-            p.poke();
+            // Before the arm: the P may reach its safe point, and trace it, at once.
             if let Some(trace) = &self.shared.trace {
                 trace.p(p.id, EventKind::Armed);
             }
+            p.poke();
         }
     }
 
