@@ -42,7 +42,10 @@ fn traced_run(plugin: &Plugin, procs: usize, workload: Workload) -> (RunSummary,
 #[track_caller]
 fn check_barriers(summary: &RunSummary, trace: &Trace, procs: usize) -> Vec<Timeline> {
     let what = format!("{} at {procs} Ps", summary.strategy);
-    assert_eq!(trace.dropped, 0, "{what}: rings of the default size overflowed");
+    assert_eq!(
+        trace.dropped, 0,
+        "{what}: rings of the default size overflowed"
+    );
     let timelines = trace::timelines(trace);
     assert_eq!(timelines.len() as u64, summary.barriers, "{what}");
     let (mut by_themselves, mut by_requester, mut own) = (0, 0, 0);
@@ -65,12 +68,18 @@ fn check_barriers(summary: &RunSummary, trace: &Trace, procs: usize) -> Vec<Time
             let line = t.log_line();
             assert_eq!(p.reached_count, 1, "{what}: {line}");
             let (at, how) = p.reached.expect("every P reached");
-            let f_end = p.fn_end_ns.unwrap_or_else(|| panic!("{what}: no f end: {line}"));
+            let f_end = p
+                .fn_end_ns
+                .unwrap_or_else(|| panic!("{what}: no f end: {line}"));
             if let Some(armed) = p.armed_ns {
                 assert!(armed <= at, "{what}: {} armed after reached: {line}", p.p);
             }
             assert!(t.begin_ns <= at && at <= f_end, "{what}: {line}");
-            assert!(f_end <= end, "{what}: {} f ended after the barrier: {line}", p.p);
+            assert!(
+                f_end <= end,
+                "{what}: {} f ended after the barrier: {line}",
+                p.p
+            );
             match how {
                 ReachedBy::Own => own += 1,
                 how if how.by_itself() => by_themselves += 1,
@@ -102,7 +111,10 @@ fn every_barrier_reaches_every_live_p_once_in_order_as_the_summary_counts() {
             assert_eq!(ttsp.per_reason.len(), 1, "{summary}");
             assert_eq!(ttsp.per_reason[0].1.len(), summary.barriers, "{summary}");
             assert!(ttsp.per_p.iter().all(|(_, h)| h.len() == summary.barriers));
-            assert!(summary.to_string().contains("time to safepoint"), "{summary}");
+            assert!(
+                summary.to_string().contains("time to safepoint"),
+                "{summary}"
+            );
         }
     }
 }
@@ -115,7 +127,10 @@ fn the_signal_strategy_traces_its_signals_and_its_stops_in_the_handler() {
     let timelines = check_barriers(&summary, &trace, procs);
     let ps = || timelines.iter().flat_map(|t| &t.ps);
     let in_handler = ps()
-        .filter(|p| p.reached.is_some_and(|(_, how)| how == ReachedBy::SignalHandler))
+        .filter(|p| {
+            p.reached
+                .is_some_and(|(_, how)| how == ReachedBy::SignalHandler)
+        })
         .count();
     // Goroutines that never poll: the handler is the only way to stop their Ps.
     assert!(in_handler > 0, "{summary}");
