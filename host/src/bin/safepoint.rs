@@ -14,7 +14,7 @@ use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::{OnTimeout, ServedPs};
 use safepoint_host::workloads::{self, Rotation, RunOptions, Workload, WorkloadParams};
 
-/// `--version`: the program's version and the plugin ABI it speaks, `0.1.0 (ABI 2.1)`.
+/// `--version`: the program's version and the plugin ABI it speaks, `0.1.0 (ABI 2.2)`.
 fn version() -> &'static str {
     let text = format!(
         "{} (ABI {})",
