@@ -31,7 +31,7 @@
 //!   it up front rather than degrade.
 //! - **Another major: refused.**
 //!
-//! The package version of this crate is the ABI version (`2.1.0` for ABI 2.1), so that
+//! The package version of this crate is the ABI version (`2.2.0` for ABI 2.2), so that
 //! abi_stable's own checks of the root module's and of every type's package version agree.
 //!
 //! ## Why abi_stable prefix types, checked from the older side
@@ -151,7 +151,8 @@ impl fmt::Display for AbiVersion {
 /// - 2.0: minor versions; frozen under `tests/fixtures/abi-2.0/`.
 /// - 2.1: single-P handshakes ([`Strategy::handshake`], [`Capabilities::SINGLE_P_HANDSHAKE`]),
 ///   [`Host::abi_version`].
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 2, minor: 1 };
+/// - 2.2: [`Host::trace_signal`], signals in the host's barrier trace.
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 2, minor: 2 };
 
 /// The symbol under which a plugin exports its [`AbiVersion`], with its trailing NUL.
 pub const ABI_VERSION_SYMBOL: &[u8] = b"SAFEPOINT_ABI_VERSION\0";
@@ -620,6 +621,12 @@ pub trait Host: Send + Sync + Clone {
     /// The ABI version of the host, at least the plugin's own (a newer plugin is refused).
     /// Since ABI 2.1.
     fn abi_version(&self) -> AbiVersion;
+
+    /// For the host's barrier trace: the strategy has just sent a signal to the thread of
+    /// the M that holds `p`; `resend` if it had already signalled `p` for this barrier (a
+    /// re-signal of a late P). Costs one load and a branch while the host does not trace.
+    /// Call it from the requester's side, not from a signal handler. Since ABI 2.2.
+    fn trace_signal(&self, p: PId, resend: bool);
 }
 
 /// The host handle a strategy keeps.

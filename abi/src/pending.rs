@@ -510,6 +510,8 @@ mod tests {
         fn abi_version(&self) -> crate::AbiVersion {
             crate::ABI_VERSION
         }
+
+        fn trace_signal(&self, _p: PId, _resend: bool) {}
     }
 
     #[derive(Clone)]

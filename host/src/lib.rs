@@ -6,6 +6,8 @@
 //! - [`safepoint`]: the safe [`safepoint::for_each_p`] wrapper that owns the goroutine-status
 //!   transition of Go change 533455, worldsema, the exactly-once check, and the timeout.
 //! - [`plugin`]: finding, probing and loading strategy plugins.
+//! - [`trace`]: barrier traces read back: timelines, Chrome trace JSON, SVG, barrier logs,
+//!   time to safepoint.
 //! - [`workloads`]: the workloads that `safepoint run` and `compare` drive barriers against.
 //!
 //! A strategy (polling, signal, futex, or your own) implements only the mechanism,
@@ -21,6 +23,7 @@ pub mod runtime;
 pub mod safepoint;
 #[allow(unsafe_code)]
 mod sys;
+pub mod trace;
 pub mod workloads;
 
 pub use safepoint_abi::{Capabilities, PId, PStatus};

@@ -951,3 +951,104 @@ fn the_signal_strategy_takes_another_signal_and_refuses_unsafe_ones() {
         "{list}"
     );
 }
+
+#[test]
+fn run_writes_the_trace_the_svg_and_one_log_line_per_barrier() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (json, svg) = (dir.path().join("t.json"), dir.path().join("t.svg"));
+    let out = safepoint(&[
+        "run",
+        "--strategy",
+        "signal",
+        "--procs",
+        "3",
+        "--workload",
+        "mixed",
+        "--barriers",
+        "50",
+        "--log-barriers",
+        "--trace",
+        json.to_str().expect("utf-8 path"),
+        "--trace-svg",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logged: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("barrier "))
+        .collect();
+    assert_eq!(logged.len(), 50, "{stdout}");
+    for line in &logged {
+        assert!(
+            line.contains("\"GC mark termination\" strategy signal: 3 Ps reached in")
+                && line.contains("; last P")
+                && line.contains("; took"),
+            "{line}"
+        );
+    }
+    assert_summary_has(
+        &stdout,
+        &[
+            "time to safepoint  traced over 50 barriers",
+            "[GC mark termination]",
+            "    P2 ",
+        ],
+    );
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the trace was written"))
+            .expect("the trace parses");
+    assert!(
+        trace["traceEvents"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    );
+    let svg = std::fs::read_to_string(&svg).expect("the SVG was written");
+    assert!(svg.starts_with("<svg"));
+}
+
+#[test]
+fn a_traced_timeout_report_shows_the_late_ps_last_events() {
+    let out = safepoint(&[
+        "demo",
+        "deadlock",
+        "--strategy",
+        "polling",
+        "--unchecked",
+        "--safepoint-timeout",
+        "500ms",
+        "--log-barriers",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("last events of P"), "{stderr}");
+    assert!(stderr.contains("armed ("), "{stderr}");
+}
+
+#[test]
+fn compare_traced_gives_the_cost_of_tracing_and_the_time_to_safepoint() {
+    let Compared { stdout, json, .. } = compare_quick(&[
+        "--traced",
+        "--procs",
+        "2",
+        "--workloads",
+        "poll",
+        "--barriers",
+        "100",
+    ]);
+    assert!(
+        stdout.contains("with tracing on (each row run again)"),
+        "{stdout}"
+    );
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), STRATEGIES.len());
+    for row in rows {
+        let traced = &row["traced"];
+        assert!(traced["p50_over_untraced"].as_f64().is_some(), "{row}");
+        let per_p = traced["time_to_safepoint_per_p"].as_array().expect("per P");
+        assert_eq!(per_p.len(), 2, "{row}");
+        let per_reason = &traced["time_to_safepoint_per_reason"][0];
+        assert_eq!(per_reason["of"], "GC mark termination", "{row}");
+        assert_eq!(per_reason["barriers"], row["barriers"], "{row}");
+    }
+}

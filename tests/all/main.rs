@@ -11,4 +11,5 @@ mod signal;
 mod stress;
 mod swap;
 mod timeout;
+mod trace;
 mod workloads;

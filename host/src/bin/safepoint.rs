@@ -14,7 +14,7 @@ use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::{OnTimeout, ServedPs};
 use safepoint_host::workloads::{self, Rotation, RunError, RunOptions, Workload, WorkloadParams};
 
-/// `--version`: the program's version and the plugin ABI it speaks, `0.1.0 (ABI 2.1)`.
+/// `--version`: the program's version and the plugin ABI it speaks, `0.1.0 (ABI 2.2)`.
 fn version() -> &'static str {
     let text = format!(
         "{} (ABI {})",
@@ -76,7 +76,56 @@ struct DeadlockArgs {
     #[command(flatten)]
     served: ServedPsArgs,
     #[command(flatten)]
+    trace: TraceArgs,
+    #[command(flatten)]
     path: PathArgs,
+}
+
+/// Barrier tracing; any of these turns it on.
+#[derive(Args, Debug)]
+struct TraceArgs {
+    /// Write a trace of every barrier as Chrome trace event JSON (open it in
+    /// https://ui.perfetto.dev or chrome://tracing): one track per P, one for the requester.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Draw the slowest barriers of the trace as SVG, one row per P.
+    #[arg(long, value_name = "FILE")]
+    trace_svg: Option<PathBuf>,
+    /// Print one line per barrier: reason, strategy, time to reach every P, the last P and
+    /// how it was reached (printed after the run, from the trace).
+    #[arg(long)]
+    log_barriers: bool,
+}
+
+impl TraceArgs {
+    fn on(&self) -> bool {
+        self.trace.is_some() || self.trace_svg.is_some() || self.log_barriers
+    }
+
+    /// Writes what was asked for from `rt`'s trace.
+    fn write(&self, rt: &Runtime) -> CliResult {
+        let Some(trace) = rt.trace() else {
+            return Ok(());
+        };
+        if self.log_barriers {
+            for timeline in safepoint_host::trace::timelines(&trace) {
+                println!("{}", timeline.log_line());
+            }
+            if trace.dropped > 0 {
+                println!(
+                    "({} trace events dropped: the rings were full, the oldest barriers are missing)",
+                    trace.dropped
+                );
+            }
+        }
+        if let Some(path) = &self.trace {
+            safepoint_host::trace::write_chrome_json(&trace, path)?;
+        }
+        if let Some(path) = &self.trace_svg {
+            safepoint_host::trace::write_svg(&trace, path)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -148,6 +197,10 @@ struct CompareArgs {
     /// Also draw barrier time against P count as SVG.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Run every measured row again with barrier tracing on: the barrier p50 with tracing
+    /// off and on, and the time to safepoint per P and per wait reason (table and JSON).
+    #[arg(long)]
+    traced: bool,
     #[command(flatten)]
     path: PathArgs,
 }
@@ -198,6 +251,8 @@ struct RunArgs {
     timeout: TimeoutArgs,
     #[command(flatten)]
     served: ServedPsArgs,
+    #[command(flatten)]
+    trace: TraceArgs,
     #[command(flatten)]
     path: PathArgs,
 }
@@ -343,6 +398,7 @@ fn compare(args: &CompareArgs) -> CliResult {
     options.duration = args.duration.unwrap_or(options.duration);
     options.served_ps = args.served.served_ps;
     options.params = args.params.params();
+    options.traced = args.traced;
     let progress =
         ProgressBar::with_draw_target(Some(options.steps()), ProgressDrawTarget::stderr());
     progress.set_style(
@@ -420,13 +476,17 @@ fn start_runtime(
     procs: u32,
     (timeout, on_timeout): (Option<Duration>, OnTimeout),
     served: &ServedPsArgs,
+    trace: &TraceArgs,
 ) -> Result<Runtime, Box<dyn std::error::Error>> {
     let (plugin, config) = load_strategy(spec, path)?;
-    Ok(Runtime::builder()
+    let mut builder = Runtime::builder()
         .procs(procs as usize)
         .safepoint_timeout(timeout, on_timeout)
-        .served_ps(served.served_ps)
-        .build(&plugin, &config)?)
+        .served_ps(served.served_ps);
+    if trace.on() {
+        builder = builder.trace(safepoint_host::trace::DEFAULT_CAPACITY);
+    }
+    Ok(builder.build(&plugin, &config)?)
 }
 
 fn run(args: &RunArgs) -> CliResult {
@@ -456,7 +516,14 @@ fn run(args: &RunArgs) -> CliResult {
         .as_ref()
         .or(args.strategies.first())
         .expect("clap requires --strategy or --strategies");
-    let rt = start_runtime(first, &args.path, args.procs, timeout, &args.served)?;
+    let rt = start_runtime(
+        first,
+        &args.path,
+        args.procs,
+        timeout,
+        &args.served,
+        &args.trace,
+    )?;
     let options = RunOptions {
         gc: args.gc,
         handshakes: args.handshakes,
@@ -464,8 +531,11 @@ fn run(args: &RunArgs) -> CliResult {
         params: args.params.params(),
         ..RunOptions::new(args.workload, args.barriers)
     };
+    // The trace is written even when the run failed: it shows where.
     let summary =
-        workloads::run(&rt, &options).map_err(|e| with_strategies_that_can(e, &args.path))?;
+        workloads::run(&rt, &options).map_err(|e| with_strategies_that_can(e, &args.path));
+    args.trace.write(&rt)?;
+    let summary = summary?;
     rt.shutdown();
     print!("{summary}");
     Ok(())
@@ -503,6 +573,7 @@ fn deadlock(args: &DeadlockArgs) -> CliResult {
         args.procs,
         timeout,
         &args.served,
+        &args.trace,
     )?;
     let mode = if args.unchecked {
         eprintln!(
@@ -526,6 +597,7 @@ fn deadlock(args: &DeadlockArgs) -> CliResult {
         rt.strategy_name(),
         rt.procs()
     );
+    args.trace.write(&rt)?;
     rt.shutdown();
     Ok(())
 }

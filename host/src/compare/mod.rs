@@ -21,6 +21,7 @@ mod svg;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::floor::Floor;
@@ -54,6 +55,9 @@ pub struct CompareOptions {
     pub served_ps: ServedPs,
     /// The knobs of the realistic workloads.
     pub params: WorkloadParams,
+    /// Run every measured row again with barrier tracing on, for the time to safepoint per
+    /// P and per wait reason, and for what tracing costs ([`Measurement::traced`]).
+    pub traced: bool,
 }
 
 impl CompareOptions {
@@ -68,6 +72,7 @@ impl CompareOptions {
             floor_samples: 5000,
             served_ps: ServedPs::default(),
             params: WorkloadParams::default(),
+            traced: false,
         }
     }
 
@@ -96,7 +101,10 @@ impl CompareOptions {
                     .count() as u64;
             }
         }
-        Floor::ALL.len() as u64 + cells * (1 + self.strategies.len() as u64) + handshake_runs
+        let runs_per_strategy = if self.traced { 2 } else { 1 };
+        Floor::ALL.len() as u64
+            + cells * (1 + runs_per_strategy * self.strategies.len() as u64)
+            + handshake_runs
     }
 }
 
@@ -196,6 +204,75 @@ pub struct Measurement {
     pub served_waits_per_barrier: f64,
     /// What a realistic workload measured of itself.
     pub metric: Option<WorkloadFigures>,
+    /// The same row run again with barrier tracing on (`--traced`).
+    pub traced: Option<TracedFigures>,
+}
+
+/// A row run again with barrier tracing on.
+#[derive(Clone, Debug, Serialize)]
+pub struct TracedFigures {
+    /// Median barrier time with tracing on, nanoseconds.
+    pub p50_ns: u64,
+    /// That over the untraced row's median: what tracing costs.
+    pub p50_over_untraced: f64,
+    /// Trace events lost to full rings (the figures below then miss the oldest barriers).
+    pub dropped_events: u64,
+    /// Time from each barrier's begin until `f` began for each P, by P.
+    pub time_to_safepoint_per_p: Vec<TimeToSafepointFigures>,
+    /// Time from each barrier's begin until the last P was reached, by wait reason.
+    pub time_to_safepoint_per_reason: Vec<TimeToSafepointFigures>,
+}
+
+/// Quantiles of a time to safepoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimeToSafepointFigures {
+    /// `P0`, ..., or the wait reason.
+    pub of: String,
+    /// Barriers measured.
+    pub barriers: u64,
+    /// Median, nanoseconds.
+    pub p50_ns: u64,
+    /// 99th percentile, nanoseconds.
+    pub p99_ns: u64,
+    /// Slowest, nanoseconds.
+    pub max_ns: u64,
+}
+
+impl TimeToSafepointFigures {
+    fn of(of: String, h: &Histogram<u64>) -> TimeToSafepointFigures {
+        TimeToSafepointFigures {
+            of,
+            barriers: h.len(),
+            p50_ns: h.value_at_quantile(0.5),
+            p99_ns: h.value_at_quantile(0.99),
+            max_ns: h.max(),
+        }
+    }
+}
+
+impl TracedFigures {
+    fn of(traced: &RunSummary, untraced_p50: u64) -> TracedFigures {
+        let p50_ns = traced.latency.value_at_quantile(0.5);
+        let ttsp = traced.time_to_safepoint.as_ref();
+        TracedFigures {
+            p50_ns,
+            p50_over_untraced: p50_ns as f64 / untraced_p50.max(1) as f64,
+            dropped_events: ttsp.map_or(0, |t| t.dropped),
+            time_to_safepoint_per_p: ttsp.map_or_else(Vec::new, |t| {
+                t.per_p
+                    .iter()
+                    .filter(|(_, h)| !h.is_empty())
+                    .map(|(p, h)| TimeToSafepointFigures::of(p.to_string(), h))
+                    .collect()
+            }),
+            time_to_safepoint_per_reason: ttsp.map_or_else(Vec::new, |t| {
+                t.per_reason
+                    .iter()
+                    .map(|(r, h)| TimeToSafepointFigures::of(r.as_str().to_owned(), h))
+                    .collect()
+            }),
+        }
+    }
 }
 
 /// What a realistic workload measured of itself, beside the barrier times.
@@ -455,20 +532,51 @@ pub fn compare(
         for &workload in &options.workloads {
             let (first, first_config) = &options.strategies[0];
             step(&format!("{procs} Ps, {workload}: mutators alone"));
-            let baseline = run_one(first, first_config, procs, workload, (0, 0), options)?;
+            let baseline = run_one(first, first_config, procs, workload, (0, 0), options, false)?;
             for (plugin, config) in &options.strategies {
                 step(&format!("{procs} Ps, {workload}: {}", plugin.name()));
                 let floor = Floor::of(plugin.capabilities());
                 let outcome = if plugin.capabilities().contains(workload.needs()) {
+                    let barriers = options.barriers;
                     match run_one(
                         plugin,
                         config,
                         procs,
                         workload,
-                        (options.barriers, 0),
+                        (barriers, 0),
                         options,
+                        false,
                     ) {
-                        Ok(summary) => measured(&summary, &baseline, floor_p50(floor)),
+                        Ok(summary) => {
+                            let mut outcome = measured(&summary, &baseline, floor_p50(floor));
+                            if options.traced
+                                && let Outcome::Measured(m) = &mut outcome
+                            {
+                                step(&format!(
+                                    "{procs} Ps, {workload}: {}, traced",
+                                    plugin.name()
+                                ));
+                                match run_one(
+                                    plugin,
+                                    config,
+                                    procs,
+                                    workload,
+                                    (barriers, 0),
+                                    options,
+                                    true,
+                                ) {
+                                    Ok(traced) => {
+                                        m.traced = Some(TracedFigures::of(&traced, m.p50_ns));
+                                    }
+                                    Err(e) => {
+                                        outcome = Outcome::Failed {
+                                            error: format!("with tracing on: {e}"),
+                                        };
+                                    }
+                                }
+                            }
+                            outcome
+                        }
                         Err(e) => Outcome::Failed {
                             error: e.to_string(),
                         },
@@ -521,6 +629,7 @@ fn run_one(
     workload: Workload,
     (barriers, handshakes): (u64, u64),
     options: &CompareOptions,
+    traced: bool,
 ) -> Result<RunSummary, CompareError> {
     let run_error = |error| CompareError::Run {
         strategy: plugin.name().to_owned(),
@@ -528,11 +637,11 @@ fn run_one(
         workload,
         error: Box::new(error),
     };
-    let rt = Runtime::builder()
-        .procs(procs)
-        .served_ps(options.served_ps)
-        .build(plugin, config)
-        .map_err(Box::new)?;
+    let mut builder = Runtime::builder().procs(procs).served_ps(options.served_ps);
+    if traced {
+        builder = builder.trace(crate::trace::DEFAULT_CAPACITY);
+    }
+    let rt = builder.build(plugin, config).map_err(Box::new)?;
     let options = RunOptions {
         duration: Some(options.duration),
         params: options.params,
@@ -558,6 +667,7 @@ fn run_handshakes(
         workload,
         (0, options.barriers),
         options,
+        false,
     )
 }
 
@@ -606,6 +716,7 @@ fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outc
             .metric
             .as_ref()
             .map(|metric| WorkloadFigures::of(metric, summary)),
+        traced: None,
     })
 }
 
@@ -688,6 +799,7 @@ impl Comparison {
             };
         }
         self.handshake_table(&mut out);
+        self.traced_table(&mut out);
         out
     }
 
@@ -737,6 +849,48 @@ impl Comparison {
                 ),
                 HandshakeOutcome::Failed { error } => writeln!(out, "FAILED: {error}"),
             };
+        }
+    }
+
+    /// With `--traced`: each row's barrier p50 with tracing off and on, and its time to
+    /// safepoint by wait reason and by P.
+    fn traced_table(&self, out: &mut String) {
+        let traced: Vec<(&Row, &Measurement, &TracedFigures)> = self
+            .rows
+            .iter()
+            .filter_map(|row| match &row.outcome {
+                Outcome::Measured(m) => m.traced.as_ref().map(|t| (row, m, t)),
+                _ => None,
+            })
+            .collect();
+        if traced.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nwith tracing on (each row run again):\n{:<10} {:>3} {:<8} {:>9} {:>9} {:>7}  time to safepoint p50 / p99",
+            "strategy", "Ps", "workload", "p50 off", "p50 on", "on/off"
+        );
+        for (row, m, t) in traced {
+            let each: Vec<String> =
+                t.time_to_safepoint_per_reason
+                    .iter()
+                    .map(|r| format!("[{}] {} / {}", r.of, human_ns(r.p50_ns), human_ns(r.p99_ns)))
+                    .chain(t.time_to_safepoint_per_p.iter().map(|p| {
+                        format!("{} {} / {}", p.of, human_ns(p.p50_ns), human_ns(p.p99_ns))
+                    }))
+                    .collect();
+            let _ = writeln!(
+                out,
+                "{:<10} {:>3} {:<8} {:>9} {:>9} {:>7}  {}",
+                row.strategy,
+                row.procs,
+                row.workload,
+                human_ns(m.p50_ns),
+                human_ns(t.p50_ns),
+                human_ratio(t.p50_over_untraced),
+                each.join(", ")
+            );
         }
     }
 

@@ -21,6 +21,7 @@
 mod deadlock;
 mod pacer;
 
+use crate::runtime::trace::{EventKind, GcPhase};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -324,6 +325,7 @@ impl Gc {
     pub fn cycle(self: &Arc<Gc>) -> Result<CycleReport, GcError> {
         let cycle = self.cycles.load(Ordering::Relaxed) + 1;
         let live_roots: Vec<Arc<MutatorState>> = self.roots.lock().values().cloned().collect();
+        self.trace(GcPhase::Mark);
         let (stacks_scanned, torn) = self.mark(cycle)?;
         if let Some(g) = torn {
             return Err(GcError::TornRoots {
@@ -346,6 +348,7 @@ impl Gc {
             .iter()
             .map(|m| m.recorded.load(Ordering::Acquire))
             .collect();
+        self.trace(GcPhase::MarkDone);
         let mark_done = self.gc_mark_done()?;
         let values_marked = self.drain_mark_queue(cycle)?;
         let mutators = self.mutators.lock().clone();
@@ -363,7 +366,9 @@ impl Gc {
             .iter()
             .map(|m| m.allocs.load(Ordering::Acquire))
             .sum();
+        self.trace(GcPhase::MarkTermination);
         let mark_termination = self.gc_mark_termination()?;
+        self.trace(GcPhase::Off);
         let flushed = self.flushed_allocs.load(Ordering::Acquire);
         if flushed < allocs_before {
             return Err(GcError::CachesNotFlushed {
@@ -380,6 +385,13 @@ impl Gc {
             mark_done,
             mark_termination,
         })
+    }
+
+    /// A phase begins, on the requester's trace track.
+    fn trace(&self, phase: GcPhase) {
+        if let Some(trace) = &self.shared.trace {
+            trace.requester(EventKind::Gc(phase));
+        }
     }
 
     /// The mark phase: the workers scan every goroutine's stack. Returns the stacks scanned

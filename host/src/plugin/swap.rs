@@ -15,6 +15,7 @@
 //!    flight) is its own to drain at shutdown, and the detaches before it must not end
 //!    that (see the signal strategy's README, "Retirement").
 
+use crate::runtime::trace::EventKind;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,6 +123,10 @@ pub(crate) fn swap(
         .map_err(|e| SwapError::Start(Box::new(e)))?;
     let world = safepoint::acquire_world();
     let held = Instant::now();
+    let trace = shared.trace.as_deref();
+    if let Some(trace) = trace {
+        trace.requester(EventKind::SwapBegin);
+    }
     let switch = shared.strategy_switch.lock();
     let ms = shared.all_ms.lock().clone();
     for (i, m) in ms.iter().enumerate() {
@@ -159,6 +164,9 @@ pub(crate) fn swap(
     }
     drop(switch);
     let world_held = held.elapsed();
+    if let Some(trace) = trace {
+        trace.requester(EventKind::SwapEnd);
+    }
     drop(world);
     Ok(SwapReport {
         old: old.name.clone(),

@@ -16,6 +16,7 @@ use super::g::{G, GoId, NO_M, Switch};
 use super::m::M;
 use super::p::{P, poll_bits};
 use super::status::{GStatus, WaitReason, backoff};
+use super::trace::ReachedBy;
 use super::{Shared, sched};
 use crate::safepoint;
 
@@ -204,7 +205,7 @@ fn poll_slow() {
     let Some(m) = current_m() else { return };
     let _runtime = RuntimeCode::enter();
     let Some(p) = current_p() else { return };
-    if safepoint::serve(&m.shared, p) {
+    if safepoint::serve(&m.shared, p, ReachedBy::Poll) {
         safepoint::give_way_on_goroutine(&m.shared, p);
     }
     if p.poll.word.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {

@@ -16,6 +16,7 @@ mod sched;
 pub(crate) mod status;
 mod sync;
 mod time;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -88,6 +89,8 @@ pub(crate) struct Shared {
     /// The host's count of `f`'s calls in the barrier in flight (reused by every barrier).
     pub(crate) tally: Arc<Tally>,
     pub(crate) last_timeout_report: Mutex<Option<TimeoutReport>>,
+    /// Barrier tracing, if the runtime was built with it (see `trace.rs`).
+    pub(crate) trace: Option<Arc<trace::Tracer>>,
 }
 
 impl Shared {
@@ -158,6 +161,7 @@ pub struct Builder {
     stack_size: usize,
     safepoint: SafepointConfig,
     served_ps: ServedPs,
+    trace: Option<usize>,
 }
 
 impl Builder {
@@ -201,6 +205,15 @@ impl Builder {
         self
     }
 
+    /// Records barrier events (off by default): each P and the requester keep the last
+    /// `events` events in a ring of their own, read with [`Runtime::trace`]. Off, each
+    /// event costs one load and a branch; on, a clock read and a few atomic stores.
+    /// [`trace::DEFAULT_CAPACITY`] is a good size.
+    pub fn trace(mut self, events: usize) -> Builder {
+        self.trace = Some(events);
+        self
+    }
+
     /// Starts the runtime with the strategy of `plugin`, configured by `config`
     /// (the text after `NAME:` in `--strategy`).
     pub fn build(self, plugin: &Plugin, config: &str) -> Result<Runtime, LoadError> {
@@ -227,6 +240,9 @@ impl Builder {
             in_flight: Mutex::new(InFlight::default()),
             tally: Arc::new(Tally::new(ps)),
             last_timeout_report: Mutex::new(None),
+            trace: self
+                .trace
+                .map(|events| Arc::new(trace::Tracer::new(self.procs, events))),
         });
         let strategy = plugin.instantiate(crate::safepoint::host_ref(&shared), config)?;
         shared.strategy.store(Some(Arc::new(strategy)));
@@ -252,6 +268,7 @@ impl Runtime {
             stack_size: DEFAULT_STACK_SIZE,
             safepoint: SafepointConfig::default(),
             served_ps: ServedPs::default(),
+            trace: None,
         }
     }
 
@@ -308,6 +325,12 @@ impl Runtime {
     /// The last safepoint-timeout report, if a barrier ever ran past the timeout.
     pub fn last_timeout_report(&self) -> Option<TimeoutReport> {
         self.shared.last_timeout_report.lock().clone()
+    }
+
+    /// What the barrier tracer holds now; `None` if the runtime was built without
+    /// [`Builder::trace`].
+    pub fn trace(&self) -> Option<trace::Trace> {
+        self.shared.trace.as_ref().map(|t| t.read())
     }
 
     /// The served-P policy, and what it has done so far.

@@ -26,6 +26,7 @@ use super::g::{G, GoId, NO_M, Switch};
 use super::m::{M, Wake};
 use super::p::{P, poll_bits};
 use super::status::{GStatus, backoff};
+use super::trace::ReachedBy;
 use crate::safepoint;
 use crate::sys::{self, GStack, Resumed, Suspender};
 
@@ -233,7 +234,7 @@ fn schedule(m: &Arc<M>) {
         go_idle(m, p, true);
         return;
     }
-    if safepoint::serve(shared, p) {
+    if safepoint::serve(shared, p, ReachedBy::Transition) {
         safepoint::give_way(shared, p);
     }
     match find_runnable(shared, p) {
@@ -329,7 +330,7 @@ fn execute(m: &Arc<M>, p: &'static P, g: Arc<G>) {
 /// `safepoint/README.md`, "the parking race").
 pub(crate) fn park_p(shared: &Shared, p: &P, to: PStatus) {
     loop {
-        safepoint::serve(shared, p);
+        safepoint::serve(shared, p, ReachedBy::Transition);
         if let Err(cur) = p.status.cas(PStatus::Running, to) {
             panic!("park_p: {} is {cur}, expected it running", p.id);
         }
@@ -344,7 +345,7 @@ pub(crate) fn park_p(shared: &Shared, p: &P, to: PStatus) {
 fn go_idle(m: &Arc<M>, p: &'static P, shutting_down: bool) {
     let shared = &m.shared;
     loop {
-        safepoint::serve(shared, p);
+        safepoint::serve(shared, p, ReachedBy::Transition);
         let mut sched = shared.sched.lock();
         if !shutting_down && (!sched.runq.is_empty() || !p.runq.lock().is_empty()) {
             return;

@@ -83,7 +83,7 @@ impl WaitReason {
         }
     }
 
-    fn from_u8(v: u8) -> WaitReason {
+    pub(crate) fn from_u8(v: u8) -> WaitReason {
         WaitReason::ALL
             .get(usize::from(v))
             .copied()

@@ -9,6 +9,7 @@ use safepoint_abi::{Capabilities, PId, PStatus};
 
 use super::host::{Tally, counted_fn};
 use super::{BarrierError, WorldGuard};
+use crate::runtime::trace::EventKind;
 use crate::runtime::{Shared, WaitReason, current_p};
 
 /// What one handshake did.
@@ -38,10 +39,17 @@ pub fn handshake<F>(
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
-    super::waiting_for(world, reason, move |shared| run_handshake(shared, p, f))
+    super::waiting_for(world, reason, move |shared| {
+        run_handshake(shared, reason, p, f)
+    })
 }
 
-fn run_handshake<F>(shared: &Arc<Shared>, p: PId, f: F) -> Result<HandshakeReport, BarrierError>
+fn run_handshake<F>(
+    shared: &Arc<Shared>,
+    reason: WaitReason,
+    p: PId,
+    f: F,
+) -> Result<HandshakeReport, BarrierError>
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
@@ -71,7 +79,10 @@ where
     // Barrier number 0 is never in flight: the served-P policy lets the P go on at once.
     let tally = Arc::new(Tally::new(shared.ps));
     tally.reset();
-    let counted = counted_fn(&tally, 0, f);
+    let counted = counted_fn(&tally, shared.trace.clone(), 0, f);
+    if let Some(trace) = &shared.trace {
+        trace.handshake_begin(reason, &strategy.name, p);
+    }
     let start = Instant::now();
     let result = if own == Some(p) {
         counted.call(p);
@@ -80,6 +91,9 @@ where
         strategy.object.handshake(p, counted).into_result()
     };
     let duration = start.elapsed();
+    if let Some(trace) = &shared.trace {
+        trace.requester(EventKind::HandshakeEnd);
+    }
     result.map_err(|error| BarrierError::Strategy {
         strategy: name(),
         error,

@@ -24,6 +24,7 @@ use safepoint_abi::{
     SafePointFn_TO, SafePointFnArc,
 };
 
+use crate::runtime::trace::{EventKind, Tracer};
 use crate::runtime::{self, P, Shared, current_p, poll_bits};
 use crate::sys;
 
@@ -82,6 +83,10 @@ impl Host for HostHandle {
 
     fn arm_poll(&self, p: PId) {
         if let Some(p) = self.p(p) {
+            // Before the arm: the P may reach its safe point, and trace it, at once.
+            if let Some(trace) = &self.shared.trace {
+                trace.p(p.id, EventKind::Armed);
+            }
             p.poke();
         }
     }
@@ -150,6 +155,12 @@ impl Host for HostHandle {
 
     fn abi_version(&self) -> AbiVersion {
         safepoint_abi::ABI_VERSION
+    }
+
+    fn trace_signal(&self, p: PId, resend: bool) {
+        if let Some(trace) = &self.shared.trace {
+            trace.p(p, EventKind::Signal { resend });
+        }
     }
 }
 
@@ -273,6 +284,7 @@ impl Tally {
 /// `SafePointFn` is `Clone`, which the user's closure need not be, hence its `Arc`.)
 struct CountedFn<F> {
     tally: Arc<Tally>,
+    trace: Option<Arc<Tracer>>,
     barrier: u32,
     f: Arc<F>,
 }
@@ -281,6 +293,7 @@ impl<F> Clone for CountedFn<F> {
     fn clone(&self) -> Self {
         CountedFn {
             tally: Arc::clone(&self.tally),
+            trace: self.trace.clone(),
             barrier: self.barrier,
             f: Arc::clone(&self.f),
         }
@@ -288,7 +301,13 @@ impl<F> Clone for CountedFn<F> {
 }
 
 /// The barrier function a strategy gets for barrier `barrier`, counted in `tally`.
-pub(crate) fn counted_fn<F>(tally: &Arc<Tally>, barrier: u32, f: F) -> SafePointFnArc
+/// Traced in `trace`, if the runtime traces.
+pub(crate) fn counted_fn<F>(
+    tally: &Arc<Tally>,
+    trace: Option<Arc<Tracer>>,
+    barrier: u32,
+    f: F,
+) -> SafePointFnArc
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
@@ -296,6 +315,7 @@ where
     SafePointFn_TO::from_ptr(
         RArc::new(CountedFn {
             tally: Arc::clone(tally),
+            trace,
             barrier,
             f: Arc::new(f),
         }),
@@ -316,15 +336,21 @@ where
             return;
         };
         slot.calls.fetch_add(1, Ordering::AcqRel);
-        if current_p().is_some_and(|cur| cur.id == p) {
+        let on_own_m = current_p().is_some_and(|cur| cur.id == p);
+        if on_own_m {
             slot.by_self.store(true, Ordering::Relaxed);
         }
-        self.tally.ps[p.index()]
-            .served_in
-            .store(self.barrier, Ordering::Relaxed);
+        let the_p = &self.tally.ps[p.index()];
+        the_p.served_in.store(self.barrier, Ordering::Relaxed);
+        if let Some(trace) = &self.trace {
+            trace.reached(the_p, on_own_m);
+        }
         let outer = enter_barrier_fn(true);
         let result = catch_unwind(AssertUnwindSafe(|| (self.f)(p)));
         enter_barrier_fn(outer);
+        if let Some(trace) = &self.trace {
+            trace.p(p, EventKind::FnEnd);
+        }
         if let Err(payload) = result {
             let msg = payload
                 .downcast_ref::<&str>()

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use safepoint_abi::{Capabilities, PId, PluginError, StrategyBox};
 
+use crate::runtime::trace::{self, EventKind, ReachedBy};
 use crate::runtime::{
     P, Shared, WaitReason, current_g, current_p, poll_bits, waiting_on_system_stack,
 };
@@ -45,18 +46,25 @@ pub(crate) struct ActiveStrategy {
 ///
 /// A caller that goes on running goroutines next calls [`give_way`] or
 /// [`give_way_on_goroutine`]; one that parks the P (idle, syscall) frees its CPU anyway.
-pub(crate) fn serve(shared: &Shared, p: &P) -> bool {
+pub(crate) fn serve(shared: &Shared, p: &P, how: ReachedBy) -> bool {
     if p.poll.word.load(std::sync::atomic::Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
         return false;
     }
-    shared.with_strategy(|strategy| {
-        if let Err(e) = strategy.object.on_poll(p.id).into_result() {
-            eprintln!(
-                "safepoint: strategy {} failed at a safe point of {}: {e}",
-                strategy.name, p.id
-            );
-        }
-    });
+    let on_poll = || {
+        shared.with_strategy(|strategy| {
+            if let Err(e) = strategy.object.on_poll(p.id).into_result() {
+                eprintln!(
+                    "safepoint: strategy {} failed at a safe point of {}: {e}",
+                    strategy.name, p.id
+                );
+            }
+        });
+    };
+    if shared.trace.is_some() {
+        trace::reaching(how, on_poll);
+    } else {
+        on_poll();
+    }
     true
 }
 
@@ -246,7 +254,7 @@ pub fn for_each_p<F>(
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
-    waiting_for(world, reason, move |shared| run_barrier(shared, f))
+    waiting_for(world, reason, move |shared| run_barrier(shared, reason, f))
 }
 
 /// Runs `request` on the system stack with the calling goroutine in `Waiting(reason)`
@@ -280,14 +288,18 @@ pub unsafe fn for_each_p_unchecked<F>(
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
-    run_barrier(&world.shared, f)
+    run_barrier(&world.shared, WaitReason::Zero, f)
 }
 
 /// Runs the strategy's barrier and checks the contract.
 ///
 /// The requester's path allocates once, for `f` with its count (the tally, the live-P list
 /// and the in-flight record are the runtime's, reset here), and reads the wall clock twice.
-fn run_barrier<F>(shared: &Arc<Shared>, f: F) -> Result<BarrierReport, BarrierError>
+fn run_barrier<F>(
+    shared: &Arc<Shared>,
+    reason: WaitReason,
+    f: F,
+) -> Result<BarrierReport, BarrierError>
 where
     F: Fn(PId) + Send + Sync + 'static,
 {
@@ -296,7 +308,7 @@ where
     let runnable = shared.tally.reset();
     let barrier = BarrierInFlight::begin(shared, runnable);
     shared.tally.open(barrier.number);
-    let f = counted_fn(&shared.tally, barrier.number, f);
+    let f = counted_fn(&shared.tally, shared.trace.clone(), barrier.number, f);
     // The thread CPU clock is a system call (hundreds of ns): read it outside the window
     // that `duration` measures.
     let cpu_clock = || {
@@ -307,6 +319,9 @@ where
         }
     };
     let cpu_start = cpu_clock();
+    if let Some(trace) = &shared.trace {
+        trace.barrier_begin(reason, &strategy.name);
+    }
     let mut watch = shared.in_flight.lock();
     watch.prepare(shared, &strategy);
     let start = Instant::now();
@@ -314,6 +329,9 @@ where
     drop(watch);
     let result = strategy.object.for_each_p_internal(f.clone()).into_result();
     let duration = start.elapsed();
+    if let Some(trace) = &shared.trace {
+        trace.requester(EventKind::BarrierEnd);
+    }
     // After the measured window: waking the served Ps is not part of reaching them.
     drop(barrier);
     let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));

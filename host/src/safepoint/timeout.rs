@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use safepoint_abi::{MId, PId, PStatus, SafePointFnArc};
 
 use super::ActiveStrategy;
+use crate::runtime::trace::TraceEvent;
 use crate::runtime::{GStatus, GoId, Shared};
 
 /// What to do when a barrier runs past the safepoint timeout.
@@ -110,7 +111,13 @@ pub struct LateP {
     pub pokes: u64,
     /// How long ago the last poke was, if there was one.
     pub last_poke_ago: Option<Duration>,
+    /// The P's last trace events, oldest first, with how long before the report each was
+    /// written; empty unless the runtime traces.
+    pub last_events: Vec<(Duration, TraceEvent)>,
 }
+
+/// Trace events a timeout report shows for each late P.
+const LAST_EVENTS: usize = 8;
 
 /// What a barrier that ran past the safepoint timeout was waiting for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +165,18 @@ impl fmt::Display for TimeoutReport {
                 Some(ago) => writeln!(f, ", last {:.3}s ago", ago.as_secs_f64())?,
                 None => writeln!(f)?,
             }
+            if !late.last_events.is_empty() {
+                write!(f, "    last events of {}:", late.p)?;
+                for (ago, event) in &late.last_events {
+                    write!(
+                        f,
+                        " {event} ({:.6}s ago, request {});",
+                        ago.as_secs_f64(),
+                        event.request
+                    )?;
+                }
+                writeln!(f)?;
+            }
         }
         Ok(())
     }
@@ -198,6 +217,7 @@ fn build_report(
     strategy: &ActiveStrategy,
     elapsed: Duration,
 ) -> TimeoutReport {
+    let now = crate::sys::monotonic_nanos();
     let late = shared
         .ps
         .iter()
@@ -220,6 +240,13 @@ fn build_report(
                     Duration::from_nanos(
                         crate::sys::coarse_monotonic_nanos().saturating_sub(last_poke),
                     )
+                }),
+                last_events: shared.trace.as_ref().map_or_else(Vec::new, |trace| {
+                    trace
+                        .last_events(p.id, LAST_EVENTS)
+                        .into_iter()
+                        .map(|e| (Duration::from_nanos(now.saturating_sub(e.time_ns)), e))
+                        .collect()
                 }),
             }
         })

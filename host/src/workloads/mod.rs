@@ -29,6 +29,7 @@ mod poll;
 mod server;
 mod syscall;
 
+use crate::trace::TimeToSafepoint;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -282,6 +283,9 @@ pub struct RunSummary {
     pub swaps: Option<SwapSummary>,
     /// The single-P handshakes, when the run performed some.
     pub handshakes: Option<HandshakeSummary>,
+    /// Time to safepoint per P and per wait reason, when the runtime traces
+    /// ([`crate::runtime::Builder::trace`]).
+    pub time_to_safepoint: Option<TimeToSafepoint>,
 }
 
 /// The single-P handshakes of a run, round robin over the Ps other than the requester's.
@@ -501,6 +505,9 @@ impl fmt::Display for RunSummary {
                 "  Ps reached       {} by themselves at a safe point, {} by the requester on their behalf, {} own",
                 self.by_themselves, self.by_requester, self.barriers
             )?;
+        }
+        if let Some(ttsp) = &self.time_to_safepoint {
+            write!(f, "{ttsp}")?;
         }
         if let Some(handshakes) = &self.handshakes {
             let n = handshakes.latency.len();
@@ -866,6 +873,7 @@ pub fn run(rt: &Runtime, options: &RunOptions) -> Result<RunSummary, RunError> {
         },
         swaps: swap_summary,
         handshakes,
+        time_to_safepoint: rt.trace().map(|trace| TimeToSafepoint::of(&trace)),
     })
 }
 

@@ -113,7 +113,7 @@ impl SignalStrategy {
         } else {
             for &p in &round.others {
                 if st.host.p_status(p) == PStatus::Running {
-                    self.signal(p);
+                    self.signal(p, false);
                 }
             }
         }
@@ -131,8 +131,9 @@ impl SignalStrategy {
     /// intervals may have been discarded by
     /// the kernel (the application ignored the signal for a moment, or took it with
     /// `sigwait` or a `signalfd`): if it is no longer pending on the thread, its mark is
-    /// taken and the signal sent again.
-    fn signal(&self, p: PId) {
+    /// taken and the signal sent again. `resend`: a re-signal of a late P, for the host's
+    /// trace.
+    fn signal(&self, p: PId, resend: bool) {
         let st = &*self.state;
         if !st.pending.is_pending(p) {
             return;
@@ -171,7 +172,10 @@ impl SignalStrategy {
             return;
         };
         match sys::queue_signal(st.pid, thread.tid, st.config.signal.number, value) {
-            Ok(()) => st.counters.signals_sent.add(),
+            Ok(()) => {
+                st.counters.signals_sent.add();
+                st.host.trace_signal(p, resend);
+            }
             // The thread has exited: nothing is in flight.
             Err(_) => {
                 mark.take(value);
@@ -284,7 +288,7 @@ impl SignalStrategy {
                 continue;
             }
             if st.host.p_status(p) == PStatus::Running {
-                self.signal(p);
+                self.signal(p, true);
             }
         }
     }
