@@ -47,6 +47,7 @@ pub(crate) use preempt::{TrySuspend, suspend_g, suspend_running_on, try_suspend_
 pub(crate) use sched::ready;
 
 use crate::plugin::{LoadError, Plugin};
+use crate::safepoint::log::{self, RateLimit};
 use crate::safepoint::{
     ActiveStrategy, Gate, InFlight, SafepointConfig, ServedPs, Tally, TimeoutReport,
 };
@@ -91,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) last_timeout_report: Mutex<Option<TimeoutReport>>,
     /// Barrier tracing, if the runtime was built with it (see `trace.rs`).
     pub(crate) trace: Option<Arc<trace::Tracer>>,
+    /// The limit on plugin log lines (`Host::log`) and the host's own lines about plugins.
+    pub(crate) log_limit: RateLimit,
 }
 
 impl Shared {
@@ -124,10 +127,10 @@ impl Shared {
             .get()
             .expect("an M knows its thread before it joins");
         if let Err(e) = strategy.object.attach_thread(m.id, thread).into_result() {
-            eprintln!(
+            log::write_line(format_args!(
                 "safepoint: strategy {} failed to attach {}: {e}",
                 strategy.name, m.id
-            );
+            ));
         }
     }
 
@@ -138,10 +141,10 @@ impl Shared {
         if let Some(strategy) = self.strategy.load_full()
             && let Err(e) = strategy.object.detach_thread(m.id).into_result()
         {
-            eprintln!(
+            log::write_line(format_args!(
                 "safepoint: strategy {} failed to detach {}: {e}",
                 strategy.name, m.id
-            );
+            ));
         }
     }
 
@@ -243,6 +246,7 @@ impl Builder {
             trace: self
                 .trace
                 .map(|events| Arc::new(trace::Tracer::new(self.procs, events))),
+            log_limit: RateLimit::default(),
         });
         let strategy = plugin.instantiate(crate::safepoint::host_ref(&shared), config)?;
         shared.strategy.store(Some(Arc::new(strategy)));
@@ -402,11 +406,12 @@ fn shutdown(shared: &Arc<Shared>) {
     if let Some(strategy) = shared.strategy.swap(None)
         && let Err(e) = strategy.object.shutdown().into_result()
     {
-        eprintln!(
+        log::write_line(format_args!(
             "safepoint: strategy {} failed to shut down: {e}",
             strategy.name
-        );
+        ));
     }
+    log::report_suppressed(shared.log_limit.take_suppressed());
     for p in shared.ps {
         p.status.store(PStatus::Dead);
         p.runq.lock().clear();

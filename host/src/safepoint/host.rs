@@ -44,15 +44,17 @@ struct HostHandle {
 }
 
 impl HostHandle {
+    /// The P `id` names; `None`, logged, if none. No allocation and no lock on either
+    /// path: the async-signal-safe methods go through here.
     fn p(&self, id: PId) -> Option<&'static P> {
         let p = self.shared.ps.get(id.index());
         if p.is_none() {
-            self.log(
-                LogLevel::Error,
-                RStr::from_str(&format!(
-                    "strategy named {id}, but this runtime has {} Ps",
+            self.shared.log_limit.write_line(
+                sys::monotonic_nanos(),
+                format_args!(
+                    "safepoint: error: strategy named {id}, but this runtime has {} Ps",
                     self.shared.ps.len()
-                )),
+                ),
             );
         }
         p
@@ -105,12 +107,13 @@ impl Host for HostHandle {
         if let Some(p) = self.p(p)
             && let Err(status) = p.release_stopped()
         {
-            self.log(
-                LogLevel::Error,
-                RStr::from_str(&format!(
-                    "strategy released {}, which it had not stopped (it is {status})",
+            self.shared.log_limit.write_line(
+                sys::monotonic_nanos(),
+                format_args!(
+                    "safepoint: error: strategy released {}, which it had not stopped (it is \
+                     {status})",
                     p.id
-                )),
+                ),
             );
         }
     }
@@ -133,7 +136,12 @@ impl Host for HostHandle {
             LogLevel::Warn => "warning",
             LogLevel::Info => "info",
         };
-        sys::write_stderr(format!("safepoint: {level}: {message}\n").as_bytes());
+        // Rate-limited, formatted on the stack, one write(2), EPIPE ignored: a plugin may
+        // log from anywhere, and `| head` may have closed stderr.
+        self.shared.log_limit.write_line(
+            sys::monotonic_nanos(),
+            format_args!("safepoint: {level}: {}", message.as_str()),
+        );
     }
 
     fn at_async_safe_point(&self) -> bool {

@@ -7,6 +7,7 @@
 
 mod handshake;
 mod host;
+pub(crate) mod log;
 mod served;
 mod timeout;
 
