@@ -1,6 +1,6 @@
 //! Barrier tracing: what each P and the requester did, when, in per-P ring buffers.
 //!
-//! Off by default. A runtime built without [`super::Builder::trace`] has no [`Tracer`], and
+//! Off by default. A runtime built without [`super::Builder::trace`] has no tracer, and
 //! each hook costs one load of `Shared::trace` and a branch. With one, every hook writes an
 //! event into a fixed-capacity ring: its own P's, or the requester's. A writer claims a slot
 //! with one `fetch_add` on the ring's head (the event's sequence number), takes the slot
