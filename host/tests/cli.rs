@@ -297,6 +297,22 @@ fn abi_mismatch_is_short_and_verbose_adds_the_layout_report() {
 /// The shipped strategies the demos run with.
 const STRATEGIES: &[&str] = &["polling", "futex", "signal"];
 
+/// The `GC` line of `run --gc`'s summary, with its cycles, values recorded and values marked.
+fn gc_line(stdout: &str) -> (&str, [u64; 3]) {
+    let gc = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("GC "))
+        .unwrap_or_else(|| panic!("no GC line:\n{stdout}"));
+    let numbers: Vec<u64> = gc
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let Ok(figures) = numbers.try_into() else {
+        panic!("expected cycles, recorded and marked: {gc}")
+    };
+    (gc, figures)
+}
+
 #[test]
 fn run_with_gc_reports_cycles_and_barrier_times_by_wait_reason() {
     let out = safepoint(&[
@@ -313,17 +329,7 @@ fn run_with_gc_reports_cycles_and_barrier_times_by_wait_reason() {
     ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
-    let gc = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("GC "))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    let numbers: Vec<u64> = gc
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let [cycles, recorded, marked] = numbers[..] else {
-        panic!("{gc}")
-    };
+    let (gc, [cycles, recorded, marked]) = gc_line(&stdout);
     assert!(cycles >= 1, "{gc}");
     assert_eq!(recorded, marked, "every recorded value marked: {gc}");
     assert!(
@@ -450,17 +456,7 @@ fn run_with_gc_and_nopoll_under_signal_scans_through_handshakes() {
     ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
-    let gc = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("GC "))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    let numbers: Vec<u64> = gc
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let [cycles, recorded, marked] = numbers[..] else {
-        panic!("{gc}")
-    };
+    let (gc, [cycles, recorded, marked]) = gc_line(&stdout);
     assert!(cycles >= 1, "{gc}");
     assert_eq!(recorded, marked, "{gc}");
     let handshakes: u64 = stdout
@@ -1051,4 +1047,22 @@ fn compare_traced_gives_the_cost_of_tracing_and_the_time_to_safepoint() {
         assert_eq!(per_reason["of"], "GC mark termination", "{row}");
         assert_eq!(per_reason["barriers"], row["barriers"], "{row}");
     }
+}
+
+/// A reader that goes away after one line (`2>&1 | head -1`) closes both stdout and stderr:
+/// the program stops quietly, without a panic (exit status 101) on the write that fails.
+#[test]
+fn log_barriers_into_a_pipe_closed_after_one_line_ends_quietly() {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' run --strategy polling --procs 2 --workload poll \
+             --barriers 200 --log-barriers 2>&1 | head -1",
+            env!("CARGO_BIN_EXE_safepoint")
+        ))
+        .output()
+        .expect("run bash");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{:?}: {stdout}", out.status);
+    assert!(stdout.starts_with("barrier 1 "), "{stdout}");
 }

@@ -1,5 +1,6 @@
 //! `safepoint`: load safe-point strategy plugins and run barriers against workloads.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -108,14 +109,17 @@ impl TraceArgs {
             return Ok(());
         };
         if self.log_barriers {
+            // A closed stdout (`| head`) ends the listing with an error, not a panic.
+            let mut out = std::io::stdout().lock();
             for timeline in safepoint_host::trace::timelines(&trace) {
-                println!("{}", timeline.log_line());
+                writeln!(out, "{}", timeline.log_line())?;
             }
             if trace.dropped > 0 {
-                println!(
+                writeln!(
+                    out,
                     "({} trace events dropped: the rings were full, the oldest barriers are missing)",
                     trace.dropped
-                );
+                )?;
             }
         }
         if let Some(path) = &self.trace {
@@ -340,12 +344,21 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): what it wanted it has.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("safepoint: error: {e}");
+            // Not `eprintln!`, which panics if stderr is closed.
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "safepoint: error: {e}");
             if cli.verbose
                 && let Some(details) = e.downcast_ref::<LoadError>().and_then(LoadError::details)
             {
-                eprintln!("\n{details}");
+                let _ = writeln!(stderr, "\n{details}");
             }
             ExitCode::FAILURE
         }

@@ -53,10 +53,15 @@ pub(crate) fn serve(shared: &Shared, p: &P, how: ReachedBy) -> bool {
     }
     let on_poll = || {
         shared.with_strategy(|strategy| {
+            // On the P's own M, maybe with stderr closed: a line that cannot panic or
+            // block, and not one per poll if the strategy fails at every poll.
             if let Err(e) = strategy.object.on_poll(p.id).into_result() {
-                eprintln!(
-                    "safepoint: strategy {} failed at a safe point of {}: {e}",
-                    strategy.name, p.id
+                shared.log_limit.write_line(
+                    sys::monotonic_nanos(),
+                    format_args!(
+                        "safepoint: strategy {} failed at a safe point of {}: {e}",
+                        strategy.name, p.id
+                    ),
                 );
             }
         });
