@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use safepoint_abi::PStatus;
-use safepoint_host::runtime::{self, GStatus, Runtime, WaitReason};
+use safepoint_host::runtime::{self, Builder, GStatus, GoId, Runtime, WaitReason};
 use safepoint_host::safepoint::{OnTimeout, TimeoutReport, acquire_world, for_each_p};
 use safepoint_tests::{block_on_bounded, polling};
 
-#[test]
-fn a_timeout_report_names_the_p_that_never_polls() {
+/// Runs one barrier of the polling strategy, under a 200 ms safepoint timeout that reports,
+/// on a 2-P runtime built by `builder` with a goroutine that never polls. Returns the
+/// report the runtime made and the spinner's goroutine.
+pub(crate) fn report_of_a_spinner_that_never_polls(builder: Builder) -> (TimeoutReport, GoId) {
     let rt = Arc::new(
-        Runtime::builder()
+        builder
             .procs(2)
             .safepoint_timeout(Some(Duration::from_millis(200)), OnTimeout::Report)
             .build(&polling(), "")
@@ -47,6 +49,12 @@ fn a_timeout_report_names_the_p_that_never_polls() {
             .expect("completes once the spinner stops")
     });
     let report = seen.lock().take().expect("the spinner saw a report");
+    (report, spinner)
+}
+
+#[test]
+fn a_timeout_report_names_the_p_that_never_polls() {
+    let (report, spinner) = report_of_a_spinner_that_never_polls(Runtime::builder());
     assert_eq!(report.strategy, "polling");
     assert!(report.elapsed >= Duration::from_millis(200), "{report:?}");
     let [late] = report.late.as_slice() else {

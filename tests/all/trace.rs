@@ -4,13 +4,11 @@
 //! does not trace records nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use safepoint_host::plugin::Plugin;
 use safepoint_host::runtime::{self, Runtime, WaitReason};
-use safepoint_host::safepoint::{OnTimeout, TimeoutReport, acquire_world, for_each_p, handshake};
+use safepoint_host::safepoint::{OnTimeout, acquire_world, handshake};
 use safepoint_host::trace::{
     self, DEFAULT_CAPACITY, EventKind, ReachedBy, RequestKind, Timeline, Trace,
 };
@@ -225,41 +223,9 @@ fn a_handshake_is_traced_with_its_one_p() {
 
 #[test]
 fn a_timeout_report_shows_the_late_ps_last_events() {
-    let rt = Arc::new(
-        Runtime::builder()
-            .procs(2)
-            .safepoint_timeout(Some(Duration::from_millis(200)), OnTimeout::Report)
-            .trace(DEFAULT_CAPACITY)
-            .build(&polling(), "")
-            .expect("runtime"),
+    let (report, _) = crate::timeout::report_of_a_spinner_that_never_polls(
+        Runtime::builder().trace(DEFAULT_CAPACITY),
     );
-    const NOT_YET: u32 = u32::MAX;
-    let spinner_p = Arc::new(AtomicU32::new(NOT_YET));
-    let seen: Arc<Mutex<Option<TimeoutReport>>> = Arc::new(Mutex::new(None));
-    let (rt2, p, report) = (Arc::clone(&rt), Arc::clone(&spinner_p), Arc::clone(&seen));
-    rt.spawn("nopoll spinner", move || {
-        p.store(
-            runtime::current_p_id().expect("on a P").0,
-            Ordering::Release,
-        );
-        // No poll() here: only the runtime's report ends the loop.
-        loop {
-            if let Some(r) = rt2.last_timeout_report() {
-                *report.lock() = Some(r);
-                break;
-            }
-            std::hint::spin_loop();
-        }
-    });
-    block_on_bounded(&rt, move || {
-        while spinner_p.load(Ordering::Acquire) == NOT_YET {
-            runtime::yield_now();
-        }
-        let world = acquire_world();
-        for_each_p(&world, WaitReason::GcMarkTermination, |_| {})
-            .expect("completes once the spinner stops")
-    });
-    let report = seen.lock().take().expect("the spinner saw a report");
     let [late] = report.late.as_slice() else {
         panic!("exactly one late P expected:\n{report}");
     };
