@@ -151,7 +151,9 @@ impl fmt::Display for AbiVersion {
 /// - 2.0: minor versions; frozen under `tests/fixtures/abi-2.0/`.
 /// - 2.1: single-P handshakes ([`Strategy::handshake`], [`Capabilities::SINGLE_P_HANDSHAKE`]),
 ///   [`Host::abi_version`].
-/// - 2.2: [`Host::trace_signal`], signals in the host's barrier trace.
+/// - 2.2: [`Host::trace_signal`], signals in the host's barrier trace;
+///   [`Host::stopped_in_handler`], so that a requester may run `f` for a P stopped in
+///   its signal handler (the host checks who owns a P on every call of `f`).
 pub const ABI_VERSION: AbiVersion = AbiVersion { major: 2, minor: 2 };
 
 /// The symbol under which a plugin exports its [`AbiVersion`], with its trailing NUL.
@@ -478,12 +480,19 @@ impl std::error::Error for PluginError {}
 /// Runs a plugin entry point, turning a panic into [`ErrorKind::Panicked`].
 ///
 /// Every `extern "C"` function and [`Strategy`] method of a plugin goes through this: a panic
-/// that unwinds across the boundary would end the process.
+/// that unwinds across the boundary would end the process. The panic prints nothing itself:
+/// its message and location (and a backtrace, if `RUST_BACKTRACE` asks for one) go into the
+/// error, which the host prints once. A strategy that fails on every poll is one line, not
+/// one panic report per poll.
 pub fn catch_panic<T>(
     entry_point: &str,
     body: impl FnOnce() -> Result<T, PluginError>,
 ) -> RResult<T, PluginError> {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    quiet_panics::install();
+    let outer = quiet_panics::catching(true);
+    let result = catch_unwind(AssertUnwindSafe(body));
+    quiet_panics::catching(outer);
+    match result {
         Ok(result) => result.into(),
         Err(payload) => {
             let what = payload
@@ -491,12 +500,58 @@ pub fn catch_panic<T>(
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
+            let (location, backtrace) = quiet_panics::take_caught();
             RResult::RErr(PluginError::new(
                 ErrorKind::Panicked,
                 entry_point,
-                format!("panicked: {what}"),
+                format!("panicked{location}: {what}{backtrace}"),
             ))
         }
+    }
+}
+
+/// The panic hook behind [`catch_panic`]: silent for a panic it will catch, the hook it
+/// replaced for every other. (A plugin links its own copy of std, with a hook of its own.)
+mod quiet_panics {
+    use std::backtrace::{Backtrace, BacktraceStatus};
+    use std::cell::{Cell, RefCell};
+    use std::sync::Once;
+
+    thread_local! {
+        static CATCHING: Cell<bool> = const { Cell::new(false) };
+        /// Where the caught panic happened, and its backtrace if one was asked for.
+        static CAUGHT: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+    }
+
+    pub(super) fn install() {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !CATCHING.with(Cell::get) {
+                    return previous(info);
+                }
+                let location = info
+                    .location()
+                    .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
+                let backtrace = Backtrace::capture();
+                let backtrace = match backtrace.status() {
+                    BacktraceStatus::Captured => format!("\nbacktrace:\n{backtrace}"),
+                    _ => String::new(),
+                };
+                CAUGHT.with(|caught| *caught.borrow_mut() = (location, backtrace));
+            }));
+        });
+    }
+
+    /// Sets whether the thread is inside [`super::catch_panic`]; returns the old setting.
+    pub(super) fn catching(on: bool) -> bool {
+        CATCHING.with(|c| c.replace(on))
+    }
+
+    pub(super) fn take_caught() -> (String, String) {
+        CAUGHT.with(|caught| std::mem::take(&mut *caught.borrow_mut()))
     }
 }
 
@@ -545,8 +600,17 @@ impl Counter {
 /// panic of `f` is caught and reported by the host, without the panic hook's output.
 #[sabi_trait]
 pub trait SafePointFn: Send + Sync + Clone {
-    /// Runs the barrier's function for `p`. The caller must own `p`: `p` is at a safe point
-    /// and its M runs this, or `p` is stopped and the caller stopped it.
+    /// Runs the barrier's function for `p`. The caller must own `p`, in one of three ways:
+    ///
+    /// - it is `p`'s own M, inside the host's safe-point path for `p` ([`Strategy::on_poll`],
+    ///   or the requester's barrier for its own P);
+    /// - it stopped `p` with [`Host::try_stop_parked_p`], on this thread, and has not
+    ///   released it;
+    /// - `p`'s M is stopped in a signal handler that said so ([`Host::stopped_in_handler`]).
+    ///
+    /// The host checks this on every call: any other call does not run the function and
+    /// fails the barrier, naming the P, its status and the M that held it. So does a call
+    /// after the barrier (or handshake) returned.
     #[sabi(last_prefix_field)]
     fn call(&self, p: PId);
 }
@@ -627,6 +691,14 @@ pub trait Host: Send + Sync + Clone {
     /// re-signal of a late P). Costs one load and a branch while the host does not trace.
     /// Call it from the requester's side, not from a signal handler. Since ABI 2.2.
     fn trace_signal(&self, p: PId, resend: bool);
+    /// For a signal handler that stops its thread's P to have a requester run `f` for it:
+    /// call it with `stopped: true` on `p`'s own thread before publishing the stop to the
+    /// requester, and with `stopped: false` once the requester has let the handler go,
+    /// before it returns. Meanwhile the host accepts a call of `f(p)` from another thread
+    /// (see [`SafePointFn::call`]); without it, such a call is refused as a breach of
+    /// ownership. Returns false, and records nothing, if the calling thread's M does not
+    /// hold `p`. Async-signal-safe. Since ABI 2.2.
+    fn stopped_in_handler(&self, p: PId, stopped: bool) -> bool;
 }
 
 /// The host handle a strategy keeps.

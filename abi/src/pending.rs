@@ -512,6 +512,10 @@ mod tests {
         }
 
         fn trace_signal(&self, _p: PId, _resend: bool) {}
+
+        fn stopped_in_handler(&self, _p: PId, _stopped: bool) -> bool {
+            false
+        }
     }
 
     #[derive(Clone)]

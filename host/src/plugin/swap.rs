@@ -154,6 +154,11 @@ pub(crate) fn swap(
         backoff(&mut spins);
     }
     let mut retirement_errors = Vec::new();
+    // A failure of the old strategy that no barrier has reported yet is its own, not the
+    // new one's: reported with the swap.
+    if let Some((_, error, _)) = shared.tally.take_entry_error() {
+        retirement_errors.push(error);
+    }
     for m in &ms {
         if let Err(e) = old.object.detach_thread(m.id).into_result() {
             retirement_errors.push(e);

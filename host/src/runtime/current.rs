@@ -34,6 +34,15 @@ thread_local! {
     /// The M is running goroutine code (not the scheduler, a system-stack call or the poll's
     /// slow path).
     static USER_CODE: Cell<bool> = const { Cell::new(false) };
+    /// Its address tells threads apart ([`thread_token`]).
+    static THREAD_TOKEN: u8 = const { 0 };
+}
+
+/// A number unique to the calling thread among live threads, never 0: the address of one of
+/// its thread-locals. Async-signal-safe (const-initialised, no destructor).
+#[inline(never)]
+pub(crate) fn thread_token() -> usize {
+    THREAD_TOKEN.with(|t| std::ptr::from_ref(t) as usize)
 }
 
 // Every access to the thread-locals above goes through one of the `#[inline(never)]`

@@ -45,6 +45,7 @@ pub(crate) use m::M;
 pub(crate) use p::{P, poll_bits};
 pub(crate) use preempt::{TrySuspend, suspend_g, suspend_running_on, try_suspend_g};
 pub(crate) use sched::ready;
+pub(crate) use status::backoff;
 
 use crate::plugin::{LoadError, Plugin};
 use crate::safepoint::log::{self, RateLimit};
@@ -241,7 +242,7 @@ impl Builder {
             shutting_down: AtomicBool::new(false),
             sysmon_stop: (Mutex::new(false), Condvar::new()),
             in_flight: Mutex::new(InFlight::default()),
-            tally: Arc::new(Tally::new(ps)),
+            tally: Arc::new(Tally::new(ps, Arc::default())),
             last_timeout_report: Mutex::new(None),
             trace: self
                 .trace

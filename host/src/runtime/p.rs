@@ -2,11 +2,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::lock::Mutex;
 use safepoint_abi::{MId, PId, PStatus};
 
+use super::current;
 use super::g::{G, NO_M};
 use super::status::PStatusWord;
 
@@ -39,6 +40,16 @@ pub(crate) struct P {
     pub(crate) served_in: AtomicU32,
     /// The P's M sleeps on the served-P gate until its barrier ends.
     pub(crate) giving_way: AtomicBool,
+    /// The P's own M is inside the host's safe-point path for it (the poll's slow path, or
+    /// the requester's barrier for its own P): `f(p)` may run there. Written and read only
+    /// by that M.
+    pub(crate) at_safe_point: AtomicBool,
+    /// The thread that stopped the P ([`current::thread_token`]), 0 if none: while the P is
+    /// `GcStop`, that thread owns it.
+    stopped_by: AtomicUsize,
+    /// The P's M is stopped in a signal handler (`Host::stopped_in_handler`, ABI 2.2): a
+    /// requester may run `f(p)` on its behalf.
+    pub(crate) stopped_in_handler: AtomicBool,
 }
 
 /// A P's poll word and the record of its arming.
@@ -65,6 +76,9 @@ impl P {
             sched_tick: AtomicU64::new(0),
             served_in: AtomicU32::new(0),
             giving_way: AtomicBool::new(false),
+            at_safe_point: AtomicBool::new(false),
+            stopped_by: AtomicUsize::new(0),
+            stopped_in_handler: AtomicBool::new(false),
         }
     }
 
@@ -113,16 +127,30 @@ impl P {
             }
             if self.status.cas(from, PStatus::GcStop).is_ok() {
                 self.stopped_from.store(from as u8, Ordering::Relaxed);
+                self.stopped_by
+                    .store(current::thread_token(), Ordering::Release);
                 return true;
             }
         }
     }
 
     /// `Host::release_p`: gives a stopped P back in the status it was stopped from. Fails,
-    /// naming the status found, if the P is not stopped.
+    /// naming the status found, if the P is not stopped, or not by the calling thread.
     pub(crate) fn release_stopped(&self) -> Result<(), PStatus> {
+        if !self.stopped_by_this_thread() {
+            return Err(self.status.load());
+        }
         let from =
             PStatus::from_u8(self.stopped_from.load(Ordering::Relaxed)).unwrap_or(PStatus::Idle);
+        // Before the status: a thread that sees the P stopped again sees this or the new
+        // stopper's token, never its own stale one.
+        self.stopped_by.store(0, Ordering::Release);
         self.status.cas(PStatus::GcStop, from)
+    }
+
+    /// Whether the calling thread stopped the P and holds it in `GcStop`.
+    pub(crate) fn stopped_by_this_thread(&self) -> bool {
+        self.status.load() == PStatus::GcStop
+            && self.stopped_by.load(Ordering::Acquire) == current::thread_token()
     }
 }

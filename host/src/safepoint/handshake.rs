@@ -3,12 +3,13 @@
 //! transition, and the check that `f` ran exactly once, for that P only.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use safepoint_abi::{Capabilities, PId, PStatus};
 
 use super::host::{Tally, counted_fn};
-use super::{BarrierError, WorldGuard};
+use super::{BarrierError, WorldGuard, check_breaches};
 use crate::runtime::trace::EventKind;
 use crate::runtime::{Shared, WaitReason, current_p};
 
@@ -77,20 +78,24 @@ where
     }
     let own = current_p().map(|cur| cur.id);
     // Barrier number 0 is never in flight: the served-P policy lets the P go on at once.
-    let tally = Arc::new(Tally::new(shared.ps));
+    let tally = Arc::new(Tally::new(shared.ps, Arc::clone(&shared.tally.late)));
     tally.reset();
     let counted = counted_fn(&tally, shared.trace.clone(), 0, f);
     if let Some(trace) = &shared.trace {
         trace.handshake_begin(reason, &strategy.name, p);
     }
     let start = Instant::now();
-    let result = if own == Some(p) {
+    let result = if let Some(mine) = current_p().filter(|_| own == Some(p)) {
+        // At a safe point: the caller's goroutine waits.
+        let outer = mine.at_safe_point.swap(true, Ordering::Relaxed);
         counted.call(p);
+        mine.at_safe_point.store(outer, Ordering::Relaxed);
         Ok(())
     } else {
         strategy.object.handshake(p, counted).into_result()
     };
     let duration = start.elapsed();
+    tally.close();
     if let Some(trace) = &shared.trace {
         trace.requester(EventKind::HandshakeEnd);
     }
@@ -98,12 +103,7 @@ where
         strategy: name(),
         error,
     })?;
-    if let Some(bad) = *tally.bad_p.lock() {
-        return Err(BarrierError::NoSuchP {
-            strategy: name(),
-            p: bad,
-        });
-    }
+    check_breaches(&shared.tally, &tally, &strategy.name)?;
     if let Some(other) = shared
         .ps
         .iter()

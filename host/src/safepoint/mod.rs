@@ -13,9 +13,10 @@ mod timeout;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use safepoint_abi::{Capabilities, PId, PluginError, StrategyBox};
+use safepoint_abi::{Capabilities, MId, PId, PStatus, PluginError, StrategyBox};
 
 use crate::runtime::trace::{self, EventKind, ReachedBy};
 use crate::runtime::{
@@ -24,6 +25,7 @@ use crate::runtime::{
 use crate::sys;
 
 pub use handshake::{HandshakeReport, handshake};
+use host::Breach;
 pub(crate) use host::Tally;
 use host::counted_fn;
 pub(crate) use host::host_ref;
@@ -48,21 +50,16 @@ pub(crate) struct ActiveStrategy {
 /// A caller that goes on running goroutines next calls [`give_way`] or
 /// [`give_way_on_goroutine`]; one that parks the P (idle, syscall) frees its CPU anyway.
 pub(crate) fn serve(shared: &Shared, p: &P, how: ReachedBy) -> bool {
-    if p.poll.word.load(std::sync::atomic::Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
+    if p.poll.word.load(Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
         return false;
     }
     let on_poll = || {
         shared.with_strategy(|strategy| {
-            // On the P's own M, maybe with stderr closed: a line that cannot panic or
-            // block, and not one per poll if the strategy fails at every poll.
-            if let Err(e) = strategy.object.on_poll(p.id).into_result() {
-                shared.log_limit.write_line(
-                    sys::monotonic_nanos(),
-                    format_args!(
-                        "safepoint: strategy {} failed at a safe point of {}: {e}",
-                        strategy.name, p.id
-                    ),
-                );
+            let outer = p.at_safe_point.swap(true, Ordering::Relaxed);
+            let result = strategy.object.on_poll(p.id).into_result();
+            p.at_safe_point.store(outer, Ordering::Relaxed);
+            if let Err(error) = result {
+                strategy_failed(shared, &strategy.name, p.id, error);
             }
         });
     };
@@ -72,6 +69,24 @@ pub(crate) fn serve(shared: &Shared, p: &P, how: ReachedBy) -> bool {
         on_poll();
     }
     true
+}
+
+/// Fail fast: an entry point of the strategy failed on `p`'s M. The first failure is kept
+/// and printed at once; the rest are counted, until the barrier in flight (or the next)
+/// returns it. The host cannot end a strategy's wait: a strategy that fails before it served
+/// `p` never returns, and the safepoint timeout's report names this failure.
+fn strategy_failed(shared: &Shared, strategy: &str, p: PId, error: PluginError) {
+    if shared.tally.record_entry_error(p, &error) {
+        shared.log_limit.write_line(
+            sys::monotonic_nanos(),
+            format_args!(
+                "safepoint: strategy {strategy} failed in {} for {p}: {}; the barrier in flight \
+                 (or the next, if this one has already been checked) fails with this error",
+                error.entry_point.as_str(),
+                error.message.as_str()
+            ),
+        );
+    }
 }
 
 /// The served-P policy (see `served.rs`), on `p`'s M in the scheduler, after [`serve`].
@@ -156,8 +171,11 @@ pub enum BarrierError {
         /// How many it missed.
         missing: usize,
     },
-    /// The strategy ran `f` more than once for a P.
-    #[error("strategy {strategy} broke the for_each_p contract: f ran {times} times for {p}")]
+    /// The strategy called `f` more than once for a P; it ran the first time only.
+    #[error(
+        "strategy {strategy} broke the for_each_p contract: it called f {times} times for {p}; \
+         f ran the first time only"
+    )]
     Repeated {
         /// The strategy's name.
         strategy: String,
@@ -210,6 +228,71 @@ pub enum BarrierError {
         target: PId,
         /// The P `f` also ran for.
         p: PId,
+    },
+    /// The strategy called `f` for a P it did not own (contract 5); `f` did not run.
+    #[error(
+        "strategy {strategy} broke the for_each_p contract: it called f for {p}, which it did \
+         not own ({p} was {status}, held by {}); f did not run. Only {p}'s own M at its safe \
+         point (on_poll), a requester that stopped it (try_stop_parked_p, on that thread), or \
+         a requester serving it stopped in a signal handler (Host::stopped_in_handler) may run \
+         f for it",
+        held_by.map_or_else(|| "no M".to_owned(), |m| m.to_string())
+    )]
+    Unowned {
+        /// The strategy's name.
+        strategy: String,
+        /// The P.
+        p: PId,
+        /// Its status at the call.
+        status: PStatus,
+        /// The M that held it.
+        held_by: Option<MId>,
+    },
+    /// The strategy released a P it had not stopped.
+    #[error(
+        "strategy {strategy} broke the for_each_p contract: it released {p}, which it had not \
+         stopped on that thread ({p} was {status}); release_p gives back only a P that \
+         try_stop_parked_p stopped"
+    )]
+    ReleasedUnstopped {
+        /// The strategy's name.
+        strategy: String,
+        /// The P.
+        p: PId,
+        /// Its status at the release.
+        status: PStatus,
+    },
+    /// The strategy called a barrier's `f` after the barrier returned; `f` did not run.
+    #[error(
+        "strategy {strategy} broke the for_each_p contract: it called f for {p} after its \
+         barrier had returned ({calls} late call(s) in all); f did not run. A strategy must \
+         not keep f, or a helper thread that calls it, past for_each_p_internal's return"
+    )]
+    LateCall {
+        /// The strategy's name.
+        strategy: String,
+        /// The P of the first late call.
+        p: PId,
+        /// How many late calls.
+        calls: u64,
+    },
+    /// An entry point of the strategy returned an error (or panicked) on a P's M during the
+    /// barrier: the first one, which was printed as it happened.
+    #[error(
+        "strategy {strategy} failed in {} for {p}: {} ({times} failure(s) in this barrier)",
+        error.entry_point.as_str(),
+        error.message.as_str()
+    )]
+    EntryPoint {
+        /// The strategy's name.
+        strategy: String,
+        /// The P whose M called it.
+        p: PId,
+        /// What it returned.
+        #[source]
+        error: PluginError,
+        /// How many times an entry point failed in the barrier.
+        times: u64,
     },
     /// The barrier's function panicked.
     #[error("the barrier function panicked for {p}: {message}")]
@@ -310,10 +393,10 @@ where
     F: Fn(PId) + Send + Sync + 'static,
 {
     let strategy = shared.strategy();
-    let own_p = current_p().map(|p| p.id);
+    let own = current_p().filter(|p| std::ptr::eq(shared.p(p.id), *p));
+    let own_p = own.map(|p| p.id);
     let runnable = shared.tally.reset();
     let barrier = BarrierInFlight::begin(shared, runnable);
-    shared.tally.open(barrier.number);
     let f = counted_fn(&shared.tally, shared.trace.clone(), barrier.number, f);
     // The thread CPU clock is a system call (hundreds of ns): read it outside the window
     // that `duration` measures.
@@ -331,6 +414,8 @@ where
     let mut watch = shared.in_flight.lock();
     watch.prepare(shared, &strategy);
     let start = Instant::now();
+    // The requester's own P is at a safe point for the whole barrier: its goroutine waits.
+    let outer = own.map(|p| p.at_safe_point.swap(true, Ordering::Relaxed));
     watch.started(start);
     drop(watch);
     let result = strategy.object.for_each_p_internal(f.clone()).into_result();
@@ -338,23 +423,23 @@ where
     if let Some(trace) = &shared.trace {
         trace.requester(EventKind::BarrierEnd);
     }
-    // After the measured window: waking the served Ps is not part of reaching them.
+    // After the measured window, as the rest of the host's bookkeeping: the check that no
+    // call of `f` runs on, and waking the served Ps, are not part of reaching them.
+    shared.tally.close();
+    if let (Some(p), Some(outer)) = (own, outer) {
+        p.at_safe_point.store(outer, Ordering::Relaxed);
+    }
     drop(barrier);
     let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));
     shared.in_flight.lock().end(f);
     let tally = &shared.tally;
-    let (bad_p, panicked) = (tally.bad_p.lock().take(), tally.panicked.lock().take());
+    let panicked = tally.panicked.lock().take();
     let name = || strategy.name.clone();
     result.map_err(|error| BarrierError::Strategy {
         strategy: name(),
         error,
     })?;
-    if let Some(p) = bad_p {
-        return Err(BarrierError::NoSuchP {
-            strategy: name(),
-            p,
-        });
-    }
+    check_breaches(tally, tally, &strategy.name)?;
     let summary = tally.summary(own_p);
     if let Some((p, missing)) = summary.missed {
         return Err(BarrierError::Skipped {
@@ -380,6 +465,46 @@ where
         by_themselves: summary.by_self,
         by_requester: summary.by_requester,
     })
+}
+
+/// The breaches a closed tally recorded, most telling first: an entry point's error, a call
+/// of `f` for a P the caller did not own or that does not exist, a release of a P the
+/// caller had not stopped, a call after its barrier returned. `runtime` is the runtime's
+/// own tally, which the host calls record into (the same as `tally` for a barrier).
+pub(crate) fn check_breaches(
+    runtime: &Tally,
+    tally: &Tally,
+    strategy: &str,
+) -> Result<(), BarrierError> {
+    let strategy = strategy.to_owned();
+    if let Some((p, error, times)) = runtime.take_entry_error() {
+        return Err(BarrierError::EntryPoint {
+            strategy,
+            p,
+            error,
+            times,
+        });
+    }
+    let late = tally.late.take();
+    let breach = runtime.take_breach();
+    match tally.take_breach().or(breach) {
+        Some(Breach::Unowned { p, status, held_by }) => Err(BarrierError::Unowned {
+            strategy,
+            p,
+            status,
+            held_by,
+        }),
+        Some(Breach::NoSuchP { p }) => Err(BarrierError::NoSuchP { strategy, p }),
+        Some(Breach::ReleasedUnstopped { p, status }) => Err(BarrierError::ReleasedUnstopped {
+            strategy,
+            p,
+            status,
+        }),
+        None => match late {
+            Some((p, calls)) => Err(BarrierError::LateCall { strategy, p, calls }),
+            None => Ok(()),
+        },
+    }
 }
 
 /// The barrier in flight, as the served-P gate knows it; its end wakes the Ms that wait for

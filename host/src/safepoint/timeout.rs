@@ -130,6 +130,9 @@ pub struct TimeoutReport {
     pub procs: usize,
     /// The Ps it has not reached.
     pub late: Vec<LateP>,
+    /// The strategy's first failure in an entry point since the last barrier was checked
+    /// (`on_poll` returned an error or panicked): the likely reason it cannot finish.
+    pub strategy_failure: Option<String>,
 }
 
 impl fmt::Display for TimeoutReport {
@@ -143,6 +146,9 @@ impl fmt::Display for TimeoutReport {
             self.late.len(),
             self.procs
         )?;
+        if let Some(failure) = &self.strategy_failure {
+            writeln!(f, "  the strategy failed meanwhile: {failure}")?;
+        }
         for late in &self.late {
             write!(f, "  {} [{}]", late.p, late.status)?;
             match late.m {
@@ -256,5 +262,6 @@ fn build_report(
         elapsed,
         procs: shared.ps.len(),
         late,
+        strategy_failure: shared.tally.peek_entry_error(),
     }
 }

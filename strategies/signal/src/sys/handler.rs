@@ -37,7 +37,8 @@
 //!      (`Host::at_async_safe_point`, async-signal-safe by contract) and whether its PC lies
 //!      outside the C library, the dynamic loader and the unwinder (a comparison against
 //!      ranges computed at construction);
-//!    - if so, **stops the P**: publishes it parked (an atomic store), wakes the requester (an
+//!    - if so, **stops the P**: tells the host (`Host::stopped_in_handler`, async-signal-safe
+//!      by contract: an atomic store), publishes it parked (an atomic store), wakes the requester (an
 //!      atomic increment and at most one `FUTEX_WAKE`), and waits until the requester has run
 //!      `f` on its behalf (a bounded spin, then `FUTEX_WAIT`); then applies the host's
 //!      served-P policy (`Host::give_way`, async-signal-safe by contract: when Ps outnumber
@@ -594,14 +595,19 @@ fn stop_if_safe(state: &State, context: *const c_void, mark: &mut TakeMark) {
         state.counters.left_to_poll.add();
         return;
     };
+    // Before the park that publishes the stop: the requester that takes it may run `f`
+    // for `p` (the host checks ownership on every call).
+    state.host.stopped_in_handler(p, true);
     word.0.park();
     mark.now();
     if !state.pending.is_open() && word.0.unpark() {
         // The barrier was abandoned (a panic in the requester) as we parked.
+        state.host.stopped_in_handler(p, false);
         return;
     }
     state.wakeup.notify();
     word.0.wait_released(state.handler_spins());
+    state.host.stopped_in_handler(p, false);
     // Other Ps may be late and waiting for this CPU (a signalled thread runs its handler
     // only once scheduled): the host's served-P policy decides whether to wait here until
     // the barrier ends.
