@@ -148,6 +148,19 @@ impl P {
         self.status.cas(PStatus::GcStop, from)
     }
 
+    /// On the P's own M: it enters the host's safe-point path for the P. Returns the
+    /// previous setting, for [`P::leave_safe_point`]. Plain load and store: only this M
+    /// writes it.
+    pub(crate) fn enter_safe_point(&self) -> bool {
+        let outer = self.at_safe_point.load(Ordering::Relaxed);
+        self.at_safe_point.store(true, Ordering::Relaxed);
+        outer
+    }
+
+    pub(crate) fn leave_safe_point(&self, outer: bool) {
+        self.at_safe_point.store(outer, Ordering::Relaxed);
+    }
+
     /// Whether the calling thread stopped the P and holds it in `GcStop`.
     pub(crate) fn stopped_by_this_thread(&self) -> bool {
         self.status.load() == PStatus::GcStop

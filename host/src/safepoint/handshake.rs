@@ -3,7 +3,6 @@
 //! transition, and the check that `f` ran exactly once, for that P only.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use safepoint_abi::{Capabilities, PId, PStatus};
@@ -87,9 +86,9 @@ where
     let start = Instant::now();
     let result = if let Some(mine) = current_p().filter(|_| own == Some(p)) {
         // At a safe point: the caller's goroutine waits.
-        let outer = mine.at_safe_point.swap(true, Ordering::Relaxed);
+        let outer = mine.enter_safe_point();
         counted.call(p);
-        mine.at_safe_point.store(outer, Ordering::Relaxed);
+        mine.leave_safe_point(outer);
         Ok(())
     } else {
         strategy.object.handshake(p, counted).into_result()

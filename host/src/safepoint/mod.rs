@@ -55,9 +55,9 @@ pub(crate) fn serve(shared: &Shared, p: &P, how: ReachedBy) -> bool {
     }
     let on_poll = || {
         shared.with_strategy(|strategy| {
-            let outer = p.at_safe_point.swap(true, Ordering::Relaxed);
+            let outer = p.enter_safe_point();
             let result = strategy.object.on_poll(p.id).into_result();
-            p.at_safe_point.store(outer, Ordering::Relaxed);
+            p.leave_safe_point(outer);
             if let Err(error) = result {
                 strategy_failed(shared, &strategy.name, p.id, error);
             }
@@ -413,9 +413,9 @@ where
     }
     let mut watch = shared.in_flight.lock();
     watch.prepare(shared, &strategy);
-    let start = Instant::now();
     // The requester's own P is at a safe point for the whole barrier: its goroutine waits.
-    let outer = own.map(|p| p.at_safe_point.swap(true, Ordering::Relaxed));
+    let outer = own.map(P::enter_safe_point);
+    let start = Instant::now();
     watch.started(start);
     drop(watch);
     let result = strategy.object.for_each_p_internal(f.clone()).into_result();
@@ -427,7 +427,7 @@ where
     // call of `f` runs on, and waking the served Ps, are not part of reaching them.
     shared.tally.close();
     if let (Some(p), Some(outer)) = (own, outer) {
-        p.at_safe_point.store(outer, Ordering::Relaxed);
+        p.leave_safe_point(outer);
     }
     drop(barrier);
     let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));
