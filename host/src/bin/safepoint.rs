@@ -381,7 +381,13 @@ fn compare(args: &CompareArgs) -> CliResult {
                     found.push((p, String::new()));
                 }
                 Ok(_) => {}
-                Err(e) => eprintln!("safepoint: skipping {}: {e}", path.display()),
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "safepoint: skipping {}: {e}",
+                        path.display()
+                    );
+                }
             }
         }
         found
@@ -423,7 +429,8 @@ fn compare(args: &CompareArgs) -> CliResult {
         progress.inc(1);
     })?;
     progress.finish_and_clear();
-    print!("{}", comparison.table());
+    // Not `print!`, which panics on a closed pipe (`| head`).
+    write!(std::io::stdout().lock(), "{}", comparison.table())?;
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
@@ -457,7 +464,8 @@ fn list(args: &ListArgs) -> CliResult {
     }
     for path in found {
         match plugin::load_path(&path) {
-            Ok(p) => println!(
+            Ok(p) => writeln!(
+                std::io::stdout().lock(),
                 "{:<12} {}\n             ABI {}, capabilities: {}\n             {}\n             loads: yes",
                 p.name(),
                 path.display(),
@@ -465,12 +473,13 @@ fn list(args: &ListArgs) -> CliResult {
                 p.capabilities(),
                 p.description()
             ),
-            Err(e) => println!(
+            Err(e) => writeln!(
+                std::io::stdout().lock(),
                 "{:<12} {}\n             loads: no: {e}",
                 plugin::name_of_file(&path).unwrap_or("?"),
                 path.display()
             ),
-        }
+        }?;
     }
     Ok(())
 }
@@ -550,7 +559,7 @@ fn run(args: &RunArgs) -> CliResult {
     args.trace.write(&rt)?;
     let summary = summary?;
     rt.shutdown();
-    print!("{summary}");
+    write!(std::io::stdout().lock(), "{summary}")?;
     Ok(())
 }
 
@@ -589,7 +598,8 @@ fn deadlock(args: &DeadlockArgs) -> CliResult {
         &args.trace,
     )?;
     let mode = if args.unchecked {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "deadlock demo: calling for_each_p_unchecked while a mark worker waits in suspend_g \
              for the caller; expect the safepoint timeout to report in {:.1}s",
             timeout.0.unwrap_or_default().as_secs_f64()
@@ -604,12 +614,13 @@ fn deadlock(args: &DeadlockArgs) -> CliResult {
     } else {
         "for_each_p"
     };
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "deadlock demo: {completed} barriers through {entry} completed while a mark worker \
          scanned the caller (strategy {}, {} Ps)",
         rt.strategy_name(),
         rt.procs()
-    );
+    )?;
     args.trace.write(&rt)?;
     rt.shutdown();
     Ok(())
