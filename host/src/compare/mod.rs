@@ -122,12 +122,30 @@ fn handshakes_under(plugin: &Plugin, procs: usize, workload: Workload) -> bool {
 pub struct FloorResult {
     /// Which primitive.
     pub floor: String,
-    /// Median round trip, nanoseconds.
+    /// Its round trip.
+    #[serde(flatten)]
+    pub time: Quantiles,
+}
+
+/// The quantiles every figure of a comparison quotes, in nanoseconds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Quantiles {
+    /// Median.
     pub p50_ns: u64,
-    /// 99th percentile, nanoseconds.
+    /// 99th percentile.
     pub p99_ns: u64,
-    /// Slowest, nanoseconds.
+    /// Slowest.
     pub max_ns: u64,
+}
+
+impl Quantiles {
+    fn of(h: &Histogram<u64>) -> Quantiles {
+        Quantiles {
+            p50_ns: h.value_at_quantile(0.5),
+            p99_ns: h.value_at_quantile(0.99),
+            max_ns: h.max(),
+        }
+    }
 }
 
 /// One row: a strategy, a P count and a workload.
@@ -166,12 +184,9 @@ pub enum HandshakeOutcome {
 pub struct HandshakeFigures {
     /// Handshakes done.
     pub handshakes: u64,
-    /// Median time to handshake, nanoseconds.
-    pub p50_ns: u64,
-    /// 99th percentile, nanoseconds.
-    pub p99_ns: u64,
-    /// Slowest, nanoseconds.
-    pub max_ns: u64,
+    /// The time to handshake.
+    #[serde(flatten)]
+    pub time: Quantiles,
     /// Handshakes whose P's own M ran `f` (the others: the requester, on its behalf).
     pub by_itself: u64,
     /// p50 over the signal floor's p50.
@@ -183,12 +198,9 @@ pub struct HandshakeFigures {
 pub struct Measurement {
     /// Barriers done.
     pub barriers: u64,
-    /// Median barrier time, nanoseconds.
-    pub p50_ns: u64,
-    /// 99th percentile, nanoseconds.
-    pub p99_ns: u64,
-    /// Slowest barrier, nanoseconds.
-    pub max_ns: u64,
+    /// The barrier time.
+    #[serde(flatten)]
+    pub time: Quantiles,
     /// p50 over the floor's p50.
     pub p50_over_floor: f64,
     /// Requester CPU time per barrier, nanoseconds.
@@ -230,12 +242,9 @@ pub struct TimeToSafepointFigures {
     pub of: String,
     /// Barriers measured.
     pub barriers: u64,
-    /// Median, nanoseconds.
-    pub p50_ns: u64,
-    /// 99th percentile, nanoseconds.
-    pub p99_ns: u64,
-    /// Slowest, nanoseconds.
-    pub max_ns: u64,
+    /// The time to safepoint.
+    #[serde(flatten)]
+    pub time: Quantiles,
 }
 
 impl TimeToSafepointFigures {
@@ -243,9 +252,7 @@ impl TimeToSafepointFigures {
         TimeToSafepointFigures {
             of,
             barriers: h.len(),
-            p50_ns: h.value_at_quantile(0.5),
-            p99_ns: h.value_at_quantile(0.99),
-            max_ns: h.max(),
+            time: Quantiles::of(h),
         }
     }
 }
@@ -431,9 +438,9 @@ fn handshake_cells(handshake: Option<&HandshakeOutcome>) -> Vec<String> {
     match handshake {
         Some(HandshakeOutcome::Measured(h)) => vec![
             h.handshakes.to_string(),
-            h.p50_ns.to_string(),
-            h.p99_ns.to_string(),
-            h.max_ns.to_string(),
+            h.time.p50_ns.to_string(),
+            h.time.p99_ns.to_string(),
+            h.time.max_ns.to_string(),
             h.by_itself.to_string(),
             format!("{:.3}", h.p50_over_signal_floor),
         ],
@@ -516,16 +523,14 @@ pub fn compare(
         let h = floor.histogram(options.floor_samples);
         floors.push(FloorResult {
             floor: floor.name().to_owned(),
-            p50_ns: h.value_at_quantile(0.5),
-            p99_ns: h.value_at_quantile(0.99),
-            max_ns: h.max(),
+            time: Quantiles::of(&h),
         });
     }
     let floor_p50 = |floor: Floor| {
         floors
             .iter()
             .find(|f| f.floor == floor.name())
-            .map_or(1, |f| f.p50_ns.max(1))
+            .map_or(1, |f| f.time.p50_ns.max(1))
     };
     let mut rows = Vec::new();
     for &procs in &options.procs {
@@ -566,7 +571,7 @@ pub fn compare(
                                     true,
                                 ) {
                                     Ok(traced) => {
-                                        m.traced = Some(TracedFigures::of(&traced, m.p50_ns));
+                                        m.traced = Some(TracedFigures::of(&traced, m.time.p50_ns));
                                     }
                                     Err(e) => {
                                         outcome = Outcome::Failed {
@@ -680,9 +685,7 @@ fn handshake_figures(summary: &RunSummary, signal_floor_p50: u64) -> HandshakeOu
     let h = &handshakes.latency;
     HandshakeOutcome::Measured(HandshakeFigures {
         handshakes: h.len(),
-        p50_ns: h.value_at_quantile(0.5),
-        p99_ns: h.value_at_quantile(0.99),
-        max_ns: h.max(),
+        time: Quantiles::of(h),
         by_itself: handshakes.by_itself,
         p50_over_signal_floor: h.value_at_quantile(0.5) as f64 / signal_floor_p50 as f64,
     })
@@ -699,9 +702,7 @@ fn measured(summary: &RunSummary, baseline: &RunSummary, floor_p50: u64) -> Outc
     let barriers = h.len();
     Outcome::Measured(Measurement {
         barriers,
-        p50_ns: h.value_at_quantile(0.5),
-        p99_ns: h.value_at_quantile(0.99),
-        max_ns: h.max(),
+        time: Quantiles::of(h),
         p50_over_floor: h.value_at_quantile(0.5) as f64 / floor_p50 as f64,
         requester_cpu_ns: summary.requester_cpu.as_nanos() as u64 / barriers.max(1),
         mutator_slowdown_pct: slowdown,
@@ -752,9 +753,9 @@ impl Comparison {
                 out,
                 "  {:<24} p50 {:>9}  p99 {:>9}  max {:>9}",
                 f.floor,
-                human_ns(f.p50_ns),
-                human_ns(f.p99_ns),
-                human_ns(f.max_ns)
+                human_ns(f.time.p50_ns),
+                human_ns(f.time.p99_ns),
+                human_ns(f.time.max_ns)
             );
         }
         let _ = writeln!(
@@ -782,9 +783,9 @@ impl Comparison {
                 Outcome::Measured(m) => writeln!(
                     out,
                     "{:>9} {:>9} {:>9} {:>9} {:>10} {:>8.1}% {:>8} {:>7}{}",
-                    human_ns(m.p50_ns),
-                    human_ns(m.p99_ns),
-                    human_ns(m.max_ns),
+                    human_ns(m.time.p50_ns),
+                    human_ns(m.time.p99_ns),
+                    human_ns(m.time.max_ns),
                     human_ratio(m.p50_over_floor),
                     human_ns(m.requester_cpu_ns),
                     m.mutator_slowdown_pct,
@@ -833,16 +834,16 @@ impl Comparison {
                 row.strategy, row.procs, row.workload
             );
             let barrier_p50 = match &row.outcome {
-                Outcome::Measured(m) => human_ns(m.p50_ns),
+                Outcome::Measured(m) => human_ns(m.time.p50_ns),
                 _ => "-".to_owned(),
             };
             let _ = match handshake {
                 HandshakeOutcome::Measured(h) => writeln!(
                     out,
                     "{:>9} {:>9} {:>9} {:>11} {:>13} {:>10}",
-                    human_ns(h.p50_ns),
-                    human_ns(h.p99_ns),
-                    human_ns(h.max_ns),
+                    human_ns(h.time.p50_ns),
+                    human_ns(h.time.p99_ns),
+                    human_ns(h.time.max_ns),
                     barrier_p50,
                     human_ratio(h.p50_over_signal_floor),
                     format!("{}/{}", h.by_itself, h.handshakes)
@@ -872,21 +873,33 @@ impl Comparison {
             "strategy", "Ps", "workload", "p50 off", "p50 on", "on/off"
         );
         for (row, m, t) in traced {
-            let each: Vec<String> =
-                t.time_to_safepoint_per_reason
-                    .iter()
-                    .map(|r| format!("[{}] {} / {}", r.of, human_ns(r.p50_ns), human_ns(r.p99_ns)))
-                    .chain(t.time_to_safepoint_per_p.iter().map(|p| {
-                        format!("{} {} / {}", p.of, human_ns(p.p50_ns), human_ns(p.p99_ns))
-                    }))
-                    .collect();
+            let each: Vec<String> = t
+                .time_to_safepoint_per_reason
+                .iter()
+                .map(|r| {
+                    format!(
+                        "[{}] {} / {}",
+                        r.of,
+                        human_ns(r.time.p50_ns),
+                        human_ns(r.time.p99_ns)
+                    )
+                })
+                .chain(t.time_to_safepoint_per_p.iter().map(|p| {
+                    format!(
+                        "{} {} / {}",
+                        p.of,
+                        human_ns(p.time.p50_ns),
+                        human_ns(p.time.p99_ns)
+                    )
+                }))
+                .collect();
             let _ = writeln!(
                 out,
                 "{:<10} {:>3} {:<8} {:>9} {:>9} {:>7}  {}",
                 row.strategy,
                 row.procs,
                 row.workload,
-                human_ns(m.p50_ns),
+                human_ns(m.time.p50_ns),
                 human_ns(t.p50_ns),
                 human_ratio(t.p50_over_untraced),
                 each.join(", ")
@@ -902,7 +915,7 @@ impl Comparison {
             let _ = writeln!(
                 out,
                 "# floor,{},{},{},{}",
-                f.floor, f.p50_ns, f.p99_ns, f.max_ns
+                f.floor, f.time.p50_ns, f.time.p99_ns, f.time.max_ns
             );
         }
         let _ = writeln!(
@@ -918,9 +931,9 @@ impl Comparison {
                     "measured",
                     vec![
                         m.barriers.to_string(),
-                        m.p50_ns.to_string(),
-                        m.p99_ns.to_string(),
-                        m.max_ns.to_string(),
+                        m.time.p50_ns.to_string(),
+                        m.time.p99_ns.to_string(),
+                        m.time.max_ns.to_string(),
                         format!("{:.3}", m.p50_over_floor),
                         m.requester_cpu_ns.to_string(),
                         format!("{:.2}", m.mutator_slowdown_pct),

@@ -40,10 +40,10 @@ pub fn write_svg(comparison: &Comparison, path: &Path) -> Result<(), String> {
         .rows
         .iter()
         .filter_map(|r| match r.outcome {
-            Outcome::Measured(ref m) => Some(m.p50_ns),
+            Outcome::Measured(ref m) => Some(m.time.p50_ns),
             _ => None,
         })
-        .chain(comparison.floors.iter().map(|f| f.p50_ns))
+        .chain(comparison.floors.iter().map(|f| f.time.p50_ns))
         .collect();
     let (lo, hi) = (
         medians.iter().copied().min().unwrap_or(1).max(1) as f64 / 2.0,
@@ -80,7 +80,7 @@ pub fn write_svg(comparison: &Comparison, path: &Path) -> Result<(), String> {
             .map_err(|e| err(&e))?;
         for (i, floor) in comparison.floors.iter().enumerate() {
             let color = PALETTE[(PALETTE.len() - 1 - i) % PALETTE.len()];
-            let y = floor.p50_ns.max(1) as f64;
+            let y = floor.time.p50_ns.max(1) as f64;
             chart
                 .draw_series(DashedLineSeries::new(
                     [(x_range.start, y), (x_range.end, y)],
@@ -101,7 +101,7 @@ pub fn write_svg(comparison: &Comparison, path: &Path) -> Result<(), String> {
                 .filter_map(|r| match r.outcome {
                     Outcome::Measured(ref m) => {
                         let x = procs.iter().position(|p| *p == r.procs)? as f64;
-                        Some((x, m.p50_ns.max(1) as f64))
+                        Some((x, m.time.p50_ns.max(1) as f64))
                     }
                     _ => None,
                 })
