@@ -352,7 +352,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            // Not `eprintln!`, which panics if stderr is closed.
+            // Errors of the write ignored: a closed stderr must not panic.
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "safepoint: error: {e}");
             if cli.verbose

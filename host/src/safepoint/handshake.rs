@@ -75,7 +75,7 @@ where
             p,
         });
     }
-    let own = current_p().map(|cur| cur.id);
+    let mine = current_p().filter(|cur| cur.id == p);
     // Barrier number 0 is never in flight: the served-P policy lets the P go on at once.
     let tally = Arc::new(Tally::new(shared.ps, Arc::clone(&shared.tally.late)));
     tally.reset();
@@ -84,7 +84,7 @@ where
         trace.handshake_begin(reason, &strategy.name, p);
     }
     let start = Instant::now();
-    let result = if let Some(mine) = current_p().filter(|_| own == Some(p)) {
+    let result = if let Some(mine) = mine {
         // At a safe point: the caller's goroutine waits.
         let outer = mine.enter_safe_point();
         counted.call(p);
@@ -137,6 +137,6 @@ where
     }
     Ok(HandshakeReport {
         duration,
-        by_itself: own != Some(p) && tally.ran_by_itself(p),
+        by_itself: mine.is_none() && tally.ran_by_itself(p),
     })
 }
