@@ -231,6 +231,56 @@ fn list_searches_the_plugin_path_flag_first() {
 }
 
 #[test]
+fn untrusted_plugins_are_refused_unless_allowed_and_pins_are_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let copy = dir.path().join("libsafepoint_mine.so");
+    std::fs::copy(test_plugin("safepoint_polling"), &copy).expect("copy the polling plugin");
+    let path = copy.to_str().expect("utf-8 path");
+    let run = |spec: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--barriers", "20", "--strategy", spec];
+        args.extend_from_slice(extra);
+        safepoint(&args)
+    };
+    let mode = |m| std::fs::Permissions::from_mode(m);
+
+    std::fs::set_permissions(&copy, mode(0o666)).expect("chmod");
+    assert_fails(&run(path, &[]), &format!("fix it with `chmod go-w {path}`"));
+    let allowed = run(path, &["--allow-untrusted-plugins"]);
+    assert!(allowed.status.success(), "{}", text(&allowed.stderr));
+    let listed = safepoint(&["list", "--plugin-path", dir.path().to_str().expect("utf-8")]);
+    let listing = text(&listed.stdout);
+    assert!(
+        listing.contains(&format!(
+            "{path}\n             loads: no: refusing to load {path}"
+        )),
+        "{listing}"
+    );
+    std::fs::set_permissions(&copy, mode(0o755)).expect("chmod");
+
+    let sha256sum = Command::new("sha256sum")
+        .arg(&copy)
+        .output()
+        .expect("run sha256sum");
+    let digest = text(&sha256sum.stdout)[..64].to_owned();
+    let pinned = run(&format!("{path}@sha256:{digest}:spin=10"), &[]);
+    assert!(pinned.status.success(), "{}", text(&pinned.stderr));
+    let wrong = "0".repeat(64);
+    assert_fails(
+        &safepoint(&[
+            "run",
+            "--strategies",
+            &format!("futex,{path}@sha256:{wrong}"),
+        ]),
+        &format!("its SHA-256 is {digest}, the pin asks for {wrong}"),
+    );
+    assert_fails(
+        &run("polling@sha256:beef", &[]),
+        "bad strategy `polling@sha256:beef`: `beef` is not a SHA-256 digest",
+    );
+}
+
+#[test]
 fn errors_exit_with_status_1_and_say_what_to_do() {
     assert_fails(
         &safepoint(&["run", "--strategy", "nosuch"]),

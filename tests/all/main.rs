@@ -12,4 +12,5 @@ mod stress;
 mod swap;
 mod timeout;
 mod trace;
+mod trust;
 mod workloads;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use safepoint_host::compare::{self, CompareOptions};
 use safepoint_host::gc::{self, DeadlockMode};
-use safepoint_host::plugin::{self, LoadError, Plugin, SearchPath};
+use safepoint_host::plugin::{self, LoadError, LoadOptions, Plugin, SearchPath, StrategySpec};
 use safepoint_host::runtime::Runtime;
 use safepoint_host::safepoint::{OnTimeout, ServedPs};
 use safepoint_host::workloads::{self, Rotation, RunError, RunOptions, Workload, WorkloadParams};
@@ -60,8 +60,9 @@ enum Demo {
 
 #[derive(Args, Debug)]
 struct DeadlockArgs {
-    /// The strategy: a name or a path, with an optional configuration after a colon.
-    #[arg(long, value_name = "NAME[:CONFIG]|PATH")]
+    /// The strategy: a name or a path, optionally pinned (`@sha256:HEX`), with an optional
+    /// configuration after a colon.
+    #[arg(long, value_name = "NAME|PATH[@sha256:HEX][:CONFIG]")]
     strategy: String,
     /// Call for_each_p_unchecked (Go's forEachPInternal) instead of for_each_p.
     #[arg(long)]
@@ -166,6 +167,24 @@ struct PathArgs {
     /// A directory to search for plugins before the default path (repeatable).
     #[arg(long = "plugin-path", value_name = "DIR")]
     plugin_path: Vec<PathBuf>,
+    /// Load plugin files that someone other than you or root can write (a file or its
+    /// directory writable by group or others, or owned by another user), which are refused
+    /// otherwise.
+    #[arg(long)]
+    allow_untrusted_plugins: bool,
+}
+
+impl PathArgs {
+    fn search(&self) -> SearchPath {
+        SearchPath::new(&self.plugin_path)
+    }
+
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            allow_untrusted: self.allow_untrusted_plugins,
+            sha256: None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -218,9 +237,10 @@ struct ListArgs {
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("which").required(true).args(["strategy", "strategies"]))]
 struct RunArgs {
-    /// The strategy: a name (`polling`) or a path to a plugin, with an optional
+    /// The strategy: a name (`polling`) or a path to a plugin, optionally pinned to the
+    /// SHA-256 of its file as `sha256sum` prints it (`polling@sha256:HEX`), with an optional
     /// configuration after a colon (`polling:spin=10`).
-    #[arg(long, value_name = "NAME[:CONFIG]|PATH")]
+    #[arg(long, value_name = "NAME|PATH[@sha256:HEX][:CONFIG]")]
     strategy: Option<String>,
     /// Several strategies to swap through while the workload runs, starting with the first
     /// (`polling,signal,futex`).
@@ -369,14 +389,13 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn compare(args: &CompareArgs) -> CliResult {
     let strategies = if args.strategies.is_empty() {
-        let search = SearchPath::new(&args.path.plugin_path);
         let mut found: Vec<(Plugin, String)> = Vec::new();
-        for path in search.discover() {
+        for path in args.path.search().discover() {
             // Test plugins beside the shipped ones misbehave on purpose.
             if plugin::name_of_file(&path).is_some_and(|n| n.starts_with("test_")) {
                 continue;
             }
-            match plugin::load_path(&path) {
+            match plugin::load_path_with(&path, &args.path.options()) {
                 Ok(p) if !found.iter().any(|(f, _)| f.name() == p.name()) => {
                     found.push((p, String::new()));
                 }
@@ -447,7 +466,7 @@ fn compare(args: &CompareArgs) -> CliResult {
 }
 
 fn list(args: &ListArgs) -> CliResult {
-    let search = SearchPath::new(&args.path.plugin_path);
+    let search = args.path.search();
     let found = search.discover();
     if found.is_empty() {
         let dirs: Vec<_> = search
@@ -463,7 +482,7 @@ fn list(args: &ListArgs) -> CliResult {
         .into());
     }
     for path in found {
-        match plugin::load_path(&path) {
+        match plugin::load_path_with(&path, &args.path.options()) {
             Ok(p) => writeln!(
                 std::io::stdout().lock(),
                 "{:<12} {}\n             ABI {}, capabilities: {}\n             {}\n             loads: yes",
@@ -484,11 +503,16 @@ fn list(args: &ListArgs) -> CliResult {
     Ok(())
 }
 
-/// Loads the strategy `spec` (`NAME[:CONFIG]` or `PATH[:CONFIG]`).
+/// Loads the strategy `spec` (`NAME` or `PATH`, then `@sha256:HEX` and `:CONFIG`, both
+/// optional).
 fn load_strategy(spec: &str, path: &PathArgs) -> Result<(Plugin, String), LoadError> {
-    let search = SearchPath::new(&path.plugin_path);
-    let (name, config) = spec.split_once(':').unwrap_or((spec, ""));
-    Ok((plugin::load(name, &search)?, config.to_owned()))
+    let spec: StrategySpec = spec.parse()?;
+    let options = LoadOptions {
+        sha256: spec.sha256,
+        ..path.options()
+    };
+    let plugin = plugin::load_with(&spec.target, &path.search(), &options)?;
+    Ok((plugin, spec.config))
 }
 
 /// Starts a runtime with the strategy `spec`.
@@ -568,12 +592,13 @@ fn with_strategies_that_can(error: RunError, path: &PathArgs) -> Box<dyn std::er
     let Some(needs) = error.needs() else {
         return error.into();
     };
-    let mut able: Vec<String> = SearchPath::new(&path.plugin_path)
+    let mut able: Vec<String> = path
+        .search()
         .discover()
         .iter()
         // Test plugins beside the shipped ones misbehave on purpose.
         .filter(|file| plugin::name_of_file(file).is_some_and(|n| !n.starts_with("test_")))
-        .filter_map(|file| plugin::load_path(file).ok())
+        .filter_map(|file| plugin::load_path_with(file, &path.options()).ok())
         .filter(|p| p.capabilities().contains(needs))
         .map(|p| p.name().to_owned())
         .collect();

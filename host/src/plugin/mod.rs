@@ -2,9 +2,11 @@
 //!
 //! A strategy is named (`polling` means `libsafepoint_polling.so`, looked up in the
 //! [`SearchPath`]) or given as a path. Loading checks, in order, each with its own error:
-//! the file exists; it is an ELF shared library that `dlopen` accepts; it exports the
-//! safepoint ABI version and abi_stable's root module; the version is compatible; the
-//! layout of every type of the ABI matches. Only then does any plugin code run.
+//! the file exists; it is an ELF file; no one but this user or root can write it or its
+//! directory, and it has the content pinned, if any (see [`LoadOptions`]); `dlopen`
+//! accepts it; it exports the safepoint ABI version and abi_stable's root module; the
+//! version is compatible; the layout of every type of the ABI matches. Only then does any
+//! plugin code run.
 //!
 //! abi_stable never unloads a library, and `dlopen` returns the mapping it already has for a
 //! path it has seen. So the loader remembers the identity (device, inode, size, mtime) of
@@ -21,9 +23,11 @@ use abi_stable::std_types::RResult;
 use safepoint_abi::{ABI_VERSION, AbiVersion, Capabilities, ErrorKind, HostRef, StrategyModRef};
 
 mod swap;
+mod trust;
 
 pub(crate) use swap::swap;
 pub use swap::{SwapError, SwapReport};
+pub use trust::{LoadOptions, Problem, Sha256, StrategySpec};
 
 use crate::safepoint::ActiveStrategy;
 use crate::sys::dl;
@@ -232,6 +236,55 @@ pub enum LoadError {
         /// The host's version.
         host: AbiVersion,
     },
+    /// A plugin file that someone other than this user or root could have written.
+    #[error(
+        "refusing to load {}: {what} {} {problem} (mode {mode:04o}, owner uid {owner}), so \
+         whoever can write it can run code in this process; fix it with `{}`, or pass \
+         --allow-untrusted-plugins to load it anyway",
+        file.display(),
+        path.display(),
+        problem.fix(path)
+    )]
+    Untrusted {
+        /// The plugin file asked for.
+        file: PathBuf,
+        /// What is at fault: the file, its directory, or a directory above it.
+        what: &'static str,
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner's uid.
+        owner: u32,
+        /// Who else could write it.
+        problem: Problem,
+    },
+    /// A pinned plugin whose file has other content.
+    #[error(
+        "{} is not the plugin pinned: its SHA-256 is {actual}, the pin asks for {expected}; \
+         if it was rebuilt on purpose, pin the new digest (`sha256sum {}`)",
+        path.display(),
+        path.display()
+    )]
+    DigestMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The digest pinned.
+        expected: Sha256,
+        /// The digest of the file's content.
+        actual: Sha256,
+    },
+    /// A strategy spec that does not parse.
+    #[error(
+        "bad strategy `{spec}`: {reason}; a strategy reads NAME or PATH, then optionally \
+         @sha256:HEX, then optionally :CONFIG"
+    )]
+    BadSpec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Any other abi_stable loading error.
     #[error("cannot load {}: {message}", path.display())]
     Library {
@@ -356,9 +409,18 @@ impl Plugin {
     }
 }
 
-/// Loads the plugin `spec` (a name or a path) through `search`.
-pub fn load(spec: &str, search: &SearchPath) -> Result<Plugin, LoadError> {
-    load_path(&search.resolve(spec)?)
+/// Loads the plugin `target` (a name or a path) through `search`, if its file is trusted.
+pub fn load(target: &str, search: &SearchPath) -> Result<Plugin, LoadError> {
+    load_with(target, search, &LoadOptions::default())
+}
+
+/// Loads the plugin `target` (a name or a path) through `search`, with `options`.
+pub fn load_with(
+    target: &str,
+    search: &SearchPath,
+    options: &LoadOptions,
+) -> Result<Plugin, LoadError> {
+    load_path_with(&search.resolve(target)?, options)
 }
 
 /// What identifies one version of a file.
@@ -371,15 +433,14 @@ struct FileIdentity {
 }
 
 impl FileIdentity {
-    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+    fn of(meta: &std::fs::Metadata) -> FileIdentity {
         use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(path)?;
-        Ok(FileIdentity {
+        FileIdentity {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
-        })
+        }
     }
 }
 
@@ -387,14 +448,16 @@ impl FileIdentity {
 static LOADED: std::sync::Mutex<Vec<(PathBuf, FileIdentity, Plugin)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Loads the plugin file at `path`; see the module documentation for files that change.
+/// Loads the plugin file at `path`, if it is trusted; see the module documentation for
+/// files that change.
 pub fn load_path(path: &Path) -> Result<Plugin, LoadError> {
-    check_elf(path)?;
+    load_path_with(path, &LoadOptions::default())
+}
+
+/// Loads the plugin file at `path` with `options`.
+pub fn load_path_with(path: &Path, options: &LoadOptions) -> Result<Plugin, LoadError> {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let identity = FileIdentity::of(&canonical).map_err(|e| LoadError::NotSharedLibrary {
-        path: path.to_path_buf(),
-        reason: format!("cannot read it: {e}"),
-    })?;
+    let identity = check_file(path, &canonical, options)?;
     let mut loaded = LOADED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -427,8 +490,14 @@ pub fn load_path(path: &Path) -> Result<Plugin, LoadError> {
 
 /// Copies `file` to a name no library of this process has had.
 fn fresh_copy(file: &Path, identity: FileIdentity) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!("safepoint-plugins-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    // The name is predictable: a directory someone else made there first is refused.
+    trust::check_own_dir(&dir)?;
     let stem = file
         .file_stem()
         .and_then(|s| s.to_str())
@@ -512,7 +581,13 @@ fn load_file(path: &Path) -> Result<Plugin, LoadError> {
     })
 }
 
-fn check_elf(path: &Path) -> Result<(), LoadError> {
+/// Checks the file before any of it is mapped: that it exists, is trusted (see [`trust`])
+/// and starts like an ELF file; returns the identity of the version checked.
+fn check_file(
+    path: &Path,
+    canonical: &Path,
+    options: &LoadOptions,
+) -> Result<FileIdentity, LoadError> {
     use std::io::Read;
     let not_shared = |reason: String| LoadError::NotSharedLibrary {
         path: path.to_path_buf(),
@@ -526,13 +601,20 @@ fn check_elf(path: &Path) -> Result<(), LoadError> {
     })?;
     let mut magic = [0u8; 4];
     match file.read_exact(&mut magic) {
-        Ok(()) if magic == *b"\x7fELF" => Ok(()),
-        Ok(()) => Err(not_shared(format!(
-            "it has no ELF header (it starts with {:?})",
-            String::from_utf8_lossy(&magic)
-        ))),
-        Err(_) => Err(not_shared("it is shorter than an ELF header".to_owned())),
+        Ok(()) if magic == *b"\x7fELF" => {}
+        Ok(()) => {
+            return Err(not_shared(format!(
+                "it has no ELF header (it starts with {:?})",
+                String::from_utf8_lossy(&magic)
+            )));
+        }
+        Err(_) => return Err(not_shared("it is shorter than an ELF header".to_owned())),
     }
+    let meta = file
+        .metadata()
+        .map_err(|e| not_shared(format!("cannot read it: {e}")))?;
+    trust::check(path, canonical, &mut file, &meta, options)?;
+    Ok(FileIdentity::of(&meta))
 }
 
 /// The useful part of abi_stable's layout report: its last `Error:` line, with the

@@ -32,6 +32,12 @@ fn clock_nanos(clock: libc::clockid_t) -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The effective user id: whose files a loaded plugin may be.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Writes `bytes` to the standard error file descriptor with `write(2)`, without the lock of
 /// `std::io::stderr()`: a goroutine stopped in a signal handler in the middle of a
 /// `println!` may hold that lock for the whole barrier. A short write is finished; an
