@@ -79,3 +79,66 @@ fn a_timeout_report_names_the_p_that_never_polls() {
         "{text}"
     );
 }
+
+#[test]
+fn a_timeout_report_says_the_strategy_failed_meanwhile() {
+    let rt = Arc::new(
+        Runtime::builder()
+            .procs(2)
+            .safepoint_timeout(Some(Duration::from_millis(200)), OnTimeout::Report)
+            .build(&safepoint_tests::misbehave(), "fail_on_poll=1")
+            .expect("runtime"),
+    );
+    let failures = |rt: &Runtime| {
+        rt.strategy_counters()
+            .into_iter()
+            .find(|(name, _)| name == "on_poll failures")
+            .map_or(0, |(_, n)| n)
+    };
+    let started = Arc::new(AtomicU32::new(0));
+    let seen: Arc<Mutex<Option<TimeoutReport>>> = Arc::new(Mutex::new(None));
+    let (rt2, go, report) = (Arc::clone(&rt), Arc::clone(&started), Arc::clone(&seen));
+    rt.spawn("stalled poller", move || {
+        go.store(1, Ordering::Release);
+        // Polls until its on_poll has failed once, before serving its P; then polls no
+        // more until the runtime has reported the barrier, and serves it.
+        while failures(&rt2) == 0 {
+            runtime::poll();
+        }
+        loop {
+            if let Some(r) = rt2.last_timeout_report() {
+                *report.lock() = Some(r);
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        runtime::poll();
+    });
+    let result = block_on_bounded(&rt, move || {
+        while started.load(Ordering::Acquire) == 0 {
+            runtime::yield_now();
+        }
+        let world = acquire_world();
+        for_each_p(&world, WaitReason::GcMarkTermination, |_| {})
+    });
+    let report = seen.lock().take().expect("the poller saw a report");
+    let failure = report
+        .strategy_failure
+        .clone()
+        .expect("the failure is in the report");
+    assert!(
+        failure.starts_with("on_poll for P")
+            && failure.contains("deliberate failure 1 of 1, before serving"),
+        "{failure}"
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!("the strategy failed meanwhile: {failure}")),
+        "{text}"
+    );
+    let err = result.expect_err("the failure fails the barrier once it completes");
+    assert_eq!(
+        err.to_string(),
+        format!("strategy misbehave failed in {failure} (1 failure(s) in this barrier)")
+    );
+}

@@ -15,6 +15,8 @@
 //! - `late=N`: a helper thread keeps the barrier's `f` and calls it for P N after the barrier
 //!   returned: at the start of the next barrier (or when the strategy shuts down);
 //! - `panic_in=on_poll`: `on_poll` panics after it served its P;
+//! - `fail_on_poll=N`: the first N calls of `on_poll` that find their P pending return an
+//!   error before serving it (counted as `on_poll failures`); later ones serve it;
 //! - `log=every`: logs one line through the host on every barrier and every `on_poll`;
 //! - `fail_new=MESSAGE`: its constructor returns an error with MESSAGE;
 //! - `panic_in=new` or `panic_in=for_each_p_internal`: that entry point panics;
@@ -57,6 +59,7 @@ struct Modes {
     panic_in_on_poll: bool,
     log_every_call: bool,
     fail_attach: Option<u32>,
+    fail_on_poll: u32,
 }
 
 struct Misbehave {
@@ -67,6 +70,8 @@ struct Misbehave {
     remaining: AtomicU32,
     /// `late=N`: the helper thread that holds the last barrier's `f`, and its go signal.
     late_helper: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// `fail_on_poll=N`: the failures so far, at most N.
+    poll_failures: AtomicU32,
 }
 
 impl Misbehave {
@@ -90,6 +95,7 @@ impl Misbehave {
                 ("release_unstopped", "1") => modes.release_unstopped = true,
                 ("log", "every") => modes.log_every_call = true,
                 ("fail_attach", v) => modes.fail_attach = Some(number(v)?),
+                ("fail_on_poll", v) => modes.fail_on_poll = number(v)?,
                 ("fail_new", message) => {
                     return Err(PluginError::new(ErrorKind::Failed, "new", message));
                 }
@@ -112,6 +118,7 @@ impl Misbehave {
             modes,
             remaining: AtomicU32::new(0),
             late_helper: Mutex::new(None),
+            poll_failures: AtomicU32::new(0),
         })
     }
 
@@ -235,6 +242,24 @@ impl Strategy for Misbehave {
                 self.host
                     .log(LogLevel::Info, RStr::from_str("misbehave: on_poll"));
             }
+            if self.pending.is_pending(p) {
+                let limit = self.modes.fail_on_poll;
+                let failures = &self.poll_failures;
+                if let Ok(before) =
+                    failures.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < limit).then_some(n + 1)
+                    })
+                {
+                    return Err(PluginError::new(
+                        ErrorKind::Failed,
+                        "on_poll",
+                        format!(
+                            "deliberate failure {} of {limit}, before serving {p}",
+                            before + 1
+                        ),
+                    ));
+                }
+            }
             let served = self
                 .pending
                 .serve_at_safe_point(&self.host, p, || self.acknowledge());
@@ -258,7 +283,8 @@ impl Strategy for Misbehave {
     }
 
     fn counters(&self) -> RVec<Counter> {
-        RVec::new()
+        let failures = self.poll_failures.load(Ordering::Acquire);
+        RVec::from(vec![Counter::new("on_poll failures", failures.into())])
     }
 
     fn shutdown(&self) -> RResult<(), PluginError> {
