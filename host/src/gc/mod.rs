@@ -121,6 +121,9 @@ pub struct CycleReport {
     pub mark_done: BarrierReport,
     /// The `gc_mark_termination` barrier (`flushing proc caches`).
     pub mark_termination: BarrierReport,
+    /// The GC's mark state once this cycle's values are marked: 64-bit words of mark bits
+    /// kept over every mutator, each from its first unmarked value on.
+    pub mark_words: u64,
 }
 
 /// The collector: per-P buffers and caches, the mark queue, mutators and mark workers.
@@ -352,8 +355,13 @@ impl Gc {
         let mark_done = self.gc_mark_done()?;
         let values_marked = self.drain_mark_queue(cycle)?;
         let mutators = self.mutators.lock().clone();
+        let mut mark_words = 0;
         for (m, &before) in mutators.iter().zip(&recorded_before) {
-            let prefix = m.marks.lock().prefix;
+            let (prefix, words) = {
+                let marks = m.marks.lock();
+                (marks.prefix, marks.bits.len() as u64)
+            };
+            mark_words += words;
             if prefix < before {
                 return Err(GcError::Lost {
                     cycle,
@@ -384,6 +392,7 @@ impl Gc {
             values_marked,
             mark_done,
             mark_termination,
+            mark_words,
         })
     }
 
