@@ -1116,3 +1116,29 @@ fn log_barriers_into_a_pipe_closed_after_one_line_ends_quietly() {
     assert!(out.status.success(), "{:?}: {stdout}", out.status);
     assert!(stdout.starts_with("barrier 1 "), "{stdout}");
 }
+
+#[test]
+fn a_short_soak_loses_nothing_and_keeps_memory_flat() {
+    let out = safepoint(&["soak", "--barriers", "20000", "--procs", "4"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("soak, 4 Ps, workload poll: 20000 barriers, "),
+        "{stdout}"
+    );
+    let swaps: u64 = stdout
+        .split(" barriers, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no swap count:\n{stdout}"));
+    assert!(swaps > 0, "{stdout}");
+    assert_summary_has(
+        &stdout,
+        &[
+            " values recorded, 0 lost, 0 doubled; at most ",
+            "  RSS              ",
+            "  verdict          ok: nothing lost or doubled, memory flat",
+        ],
+    );
+}

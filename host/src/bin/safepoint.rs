@@ -45,6 +45,9 @@ enum Command {
     List(ListArgs),
     /// Start the runtime, run a workload, and perform barriers from a goroutine.
     Run(RunArgs),
+    /// Many barriers with strategy swaps and GC cycles, at each P count in turn: values
+    /// lost and doubled (none), and resident memory at the start and the end.
+    Soak(SoakArgs),
     /// Stage a scenario from the Go runtime's history.
     #[command(subcommand)]
     Demo(Demo),
@@ -84,7 +87,7 @@ struct DeadlockArgs {
 }
 
 /// Barrier tracing; any of these turns it on.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 struct TraceArgs {
     /// Write a trace of every barrier as Chrome trace event JSON (open it in
     /// https://ui.perfetto.dev or chrome://tracing): one track per P, one for the requester.
@@ -289,6 +292,37 @@ enum TimeoutAction {
     Abort,
 }
 
+#[derive(Args, Debug)]
+struct SoakArgs {
+    /// Barriers per P count.
+    #[arg(long, default_value_t = 1_000_000)]
+    barriers: u64,
+    /// P counts, one soak each.
+    #[arg(long, value_delimiter = ',', default_value = "4,8",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    procs: Vec<u32>,
+    /// The strategies to swap through, starting with the first.
+    #[arg(
+        long,
+        value_name = "SPEC,SPEC,...",
+        value_delimiter = ',',
+        default_value = "polling,futex,signal"
+    )]
+    strategies: Vec<String>,
+    /// How long each strategy stays active before the next is swapped in.
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    swap_every: Duration,
+    /// What the mutator goroutines do (a synthetic workload: the soak runs GC cycles).
+    #[arg(long, default_value = "poll", value_parser = workload_parser())]
+    workload: Workload,
+    #[command(flatten)]
+    timeout: TimeoutArgs,
+    #[command(flatten)]
+    served: ServedPsArgs,
+    #[command(flatten)]
+    path: PathArgs,
+}
+
 /// The knobs of the realistic workloads.
 #[derive(Args, Debug)]
 struct WorkloadArgs {
@@ -360,6 +394,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare(&args),
         Command::List(args) => list(&args),
         Command::Run(args) => run(&args),
+        Command::Soak(args) => soak(&args),
         Command::Demo(Demo::Deadlock(args)) => deadlock(&args),
     };
     match result {
@@ -585,6 +620,52 @@ fn run(args: &RunArgs) -> CliResult {
     rt.shutdown();
     write!(std::io::stdout().lock(), "{summary}")?;
     Ok(())
+}
+
+fn soak(args: &SoakArgs) -> CliResult {
+    let timeout = args
+        .timeout
+        .or(Duration::from_secs(10), TimeoutAction::Report);
+    let strategies = args
+        .strategies
+        .iter()
+        .map(|spec| load_strategy(spec, &args.path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut failed = Vec::new();
+    for &procs in &args.procs {
+        let rt = start_runtime(
+            &args.strategies[0],
+            &args.path,
+            procs,
+            timeout,
+            &args.served,
+            &TraceArgs::default(),
+        )?;
+        let options = RunOptions {
+            gc: true,
+            rotation: Some(Rotation {
+                strategies: strategies.clone(),
+                every: args.swap_every,
+            }),
+            ..RunOptions::new(args.workload, args.barriers)
+        };
+        let report = workloads::soak(&rt, &options, Duration::from_secs(10), std::io::stderr())
+            .map_err(|e| with_strategies_that_can(e, &args.path))?;
+        rt.shutdown();
+        write!(std::io::stdout().lock(), "{report}")?;
+        if !report.memory_flat() {
+            failed.push(procs);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the resident set grew past twice its start plus {} MiB at {failed:?} Ps",
+            workloads::RSS_SLACK_KIB / 1024
+        )
+        .into())
+    }
 }
 
 /// A refusal for a missing capability, with the strategies on the plugin path that have it.

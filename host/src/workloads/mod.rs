@@ -27,6 +27,7 @@ mod mutators;
 mod nopoll;
 mod poll;
 mod server;
+mod soak;
 mod syscall;
 
 use crate::trace::TimeToSafepoint;
@@ -49,6 +50,7 @@ pub use alloc::{AllocError, AllocReport};
 pub use compute::{ComputeError, ComputeReport, KernelRate, Matmul, Polls};
 pub use mutators::{MutatorReport, Mutators};
 pub use server::{ServerError, ServerReport};
+pub use soak::{RSS_SLACK_KIB, SoakReport, soak};
 
 /// What the mutators do while barriers run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,6 +324,8 @@ pub struct GcSummary {
     pub mark_done: Histogram<u64>,
     /// `gc_mark_termination` barriers (`flushing proc caches`), nanoseconds.
     pub mark_termination: Histogram<u64>,
+    /// The most mark words the GC retained after any cycle ([`CycleReport::mark_words`]).
+    pub mark_words_peak: u64,
 }
 
 /// What to run.
@@ -1006,12 +1010,14 @@ impl GcSummary {
             values_marked: 0,
             mark_done: latency_histogram(),
             mark_termination: latency_histogram(),
+            mark_words_peak: 0,
         }
     }
 
     fn add(&mut self, cycle: &CycleReport) {
         self.cycles += 1;
         self.values_marked += cycle.values_marked;
+        self.mark_words_peak = self.mark_words_peak.max(cycle.mark_words);
         self.mark_done
             .saturating_record(cycle.mark_done.duration.as_nanos() as u64);
         self.mark_termination
