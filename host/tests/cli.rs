@@ -1081,6 +1081,9 @@ fn compare_traced_gives_the_cost_of_tracing_and_the_time_to_safepoint() {
         "poll",
         "--barriers",
         "100",
+        // Every row, traced or not, runs its 100 barriers, not a time slice's worth.
+        "--duration",
+        "20s",
     ]);
     assert!(
         stdout.contains("with tracing on (each row run again)"),
