@@ -11,6 +11,17 @@ use safepoint_host::runtime::{self, Builder, GStatus, GoId, Runtime, WaitReason}
 use safepoint_host::safepoint::{OnTimeout, TimeoutReport, acquire_world, for_each_p};
 use safepoint_tests::{block_on_bounded, polling};
 
+/// Spins on the calling goroutine, without a poll, until `rt` makes a safepoint-timeout
+/// report; returns it.
+fn spin_until_reported(rt: &Runtime) -> TimeoutReport {
+    loop {
+        if let Some(report) = rt.last_timeout_report() {
+            return report;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 /// Runs one barrier of the polling strategy, under a 200 ms safepoint timeout that reports,
 /// on a 2-P runtime built by `builder` with a goroutine that never polls. Returns the
 /// report the runtime made and the spinner's goroutine.
@@ -31,14 +42,7 @@ pub(crate) fn report_of_a_spinner_that_never_polls(builder: Builder) -> (Timeout
             runtime::current_p_id().expect("on a P").0,
             Ordering::Release,
         );
-        // No poll() here: only the runtime's report ends the loop.
-        loop {
-            if let Some(r) = rt2.last_timeout_report() {
-                *report.lock() = Some(r);
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        *report.lock() = Some(spin_until_reported(&rt2));
     });
     block_on_bounded(&rt, move || {
         while spinner_p.load(Ordering::Acquire) == NOT_YET {
@@ -105,13 +109,7 @@ fn a_timeout_report_says_the_strategy_failed_meanwhile() {
         while failures(&rt2) == 0 {
             runtime::poll();
         }
-        loop {
-            if let Some(r) = rt2.last_timeout_report() {
-                *report.lock() = Some(r);
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        *report.lock() = Some(spin_until_reported(&rt2));
         runtime::poll();
     });
     let result = block_on_bounded(&rt, move || {

@@ -550,16 +550,14 @@ fn load_strategy(spec: &str, path: &PathArgs) -> Result<(Plugin, String), LoadEr
     Ok((plugin, spec.config))
 }
 
-/// Starts a runtime with the strategy `spec`.
+/// Starts a runtime with a strategy loaded by [`load_strategy`].
 fn start_runtime(
-    spec: &str,
-    path: &PathArgs,
+    (plugin, config): &(Plugin, String),
     procs: u32,
     (timeout, on_timeout): (Option<Duration>, OnTimeout),
     served: &ServedPsArgs,
     trace: &TraceArgs,
 ) -> Result<Runtime, Box<dyn std::error::Error>> {
-    let (plugin, config) = load_strategy(spec, path)?;
     let mut builder = Runtime::builder()
         .procs(procs as usize)
         .safepoint_timeout(timeout, on_timeout)
@@ -567,7 +565,7 @@ fn start_runtime(
     if trace.on() {
         builder = builder.trace(safepoint_host::trace::DEFAULT_CAPACITY);
     }
-    Ok(builder.build(&plugin, &config)?)
+    Ok(builder.build(plugin, config)?)
 }
 
 fn run(args: &RunArgs) -> CliResult {
@@ -592,19 +590,12 @@ fn run(args: &RunArgs) -> CliResult {
             every: args.swap_every.unwrap_or(Duration::from_millis(10)),
         })
     };
-    let first = args
-        .strategy
-        .as_ref()
-        .or(args.strategies.first())
-        .expect("clap requires --strategy or --strategies");
-    let rt = start_runtime(
-        first,
-        &args.path,
-        args.procs,
-        timeout,
-        &args.served,
-        &args.trace,
-    )?;
+    let first = match (&args.strategy, &rotation) {
+        (Some(spec), _) => load_strategy(spec, &args.path)?,
+        (None, Some(rotation)) => rotation.strategies[0].clone(),
+        (None, None) => unreachable!("clap requires --strategy or --strategies"),
+    };
+    let rt = start_runtime(&first, args.procs, timeout, &args.served, &args.trace)?;
     let options = RunOptions {
         gc: args.gc,
         handshakes: args.handshakes,
@@ -634,8 +625,7 @@ fn soak(args: &SoakArgs) -> CliResult {
     let mut failed = Vec::new();
     for &procs in &args.procs {
         let rt = start_runtime(
-            &args.strategies[0],
-            &args.path,
+            &strategies[0],
             procs,
             timeout,
             &args.served,
@@ -696,8 +686,7 @@ fn deadlock(args: &DeadlockArgs) -> CliResult {
         .timeout
         .or(Duration::from_secs(2), TimeoutAction::Abort);
     let rt = start_runtime(
-        &args.strategy,
-        &args.path,
+        &load_strategy(&args.strategy, &args.path)?,
         args.procs,
         timeout,
         &args.served,

@@ -40,7 +40,7 @@ pub struct Sha256(pub [u8; 32]);
 
 impl Sha256 {
     /// The digest of everything `file` holds, read from its start.
-    pub fn of_file(file: &mut File) -> std::io::Result<Sha256> {
+    fn of_file(file: &mut File) -> std::io::Result<Sha256> {
         file.seek(SeekFrom::Start(0))?;
         let mut hasher = Hasher::new();
         std::io::copy(file, &mut hasher)?;
@@ -74,9 +74,9 @@ impl FromStr for Sha256 {
             return Err(bad());
         }
         let mut digest = [0u8; 32];
-        for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
-            let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
-            *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+        for (i, byte) in digest.iter_mut().enumerate() {
+            // ASCII hex digits only, so every slice is on a character boundary.
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
         }
         Ok(Sha256(digest))
     }
@@ -102,10 +102,7 @@ impl FromStr for StrategySpec {
             spec: spec.to_owned(),
             reason,
         };
-        let (head, rest) = match spec.split_once(':') {
-            Some((head, rest)) => (head, Some(rest)),
-            None => (spec, None),
-        };
+        let (head, rest) = spec.split_once(':').unwrap_or((spec, ""));
         let Some(target) = head.strip_suffix("@sha256") else {
             if !head.contains('/') && head.contains('@') {
                 return Err(bad(
@@ -117,10 +114,9 @@ impl FromStr for StrategySpec {
             return Ok(StrategySpec {
                 target: head.to_owned(),
                 sha256: None,
-                config: rest.unwrap_or("").to_owned(),
+                config: rest.to_owned(),
             });
         };
-        let rest = rest.unwrap_or("");
         let (hex, config) = rest.split_once(':').unwrap_or((rest, ""));
         Ok(StrategySpec {
             target: target.to_owned(),
@@ -240,15 +236,9 @@ impl Problem {
             return Some(Problem::Owner { euid });
         }
         let mode = meta.mode();
-        let sticky = mode & 0o1000 != 0;
         let (group, others) = (mode & 0o020 != 0, mode & 0o002 != 0);
-        match strictness {
-            Strictness::Holder if group || others => Some(Problem::Writable { group, others }),
-            Strictness::Ancestor if (group || others) && !sticky => {
-                Some(Problem::Writable { group, others })
-            }
-            _ => None,
-        }
+        let sticky_ancestor = matches!(strictness, Strictness::Ancestor) && mode & 0o1000 != 0;
+        ((group || others) && !sticky_ancestor).then_some(Problem::Writable { group, others })
     }
 
     /// The command that fixes it for `path`.

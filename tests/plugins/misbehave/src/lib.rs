@@ -126,6 +126,29 @@ impl Misbehave {
         self.remaining.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// `fail_on_poll=N`: an error for each of the first N polls that find `p` pending.
+    fn fail_before_serving(&self, p: PId) -> Result<(), PluginError> {
+        let limit = self.modes.fail_on_poll;
+        if limit == 0 || !self.pending.is_pending(p) {
+            return Ok(());
+        }
+        match self
+            .poll_failures
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            }) {
+            Ok(before) => Err(PluginError::new(
+                ErrorKind::Failed,
+                "on_poll",
+                format!(
+                    "deliberate failure {} of {limit}, before serving {p}",
+                    before + 1
+                ),
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// `late=N`: lets the helper call the `f` it kept, and waits for it.
     fn run_late_helper(&self) {
         let helper = self
@@ -242,24 +265,7 @@ impl Strategy for Misbehave {
                 self.host
                     .log(LogLevel::Info, RStr::from_str("misbehave: on_poll"));
             }
-            if self.pending.is_pending(p) {
-                let limit = self.modes.fail_on_poll;
-                let failures = &self.poll_failures;
-                if let Ok(before) =
-                    failures.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n < limit).then_some(n + 1)
-                    })
-                {
-                    return Err(PluginError::new(
-                        ErrorKind::Failed,
-                        "on_poll",
-                        format!(
-                            "deliberate failure {} of {limit}, before serving {p}",
-                            before + 1
-                        ),
-                    ));
-                }
-            }
+            self.fail_before_serving(p)?;
             let served = self
                 .pending
                 .serve_at_safe_point(&self.host, p, || self.acknowledge());
