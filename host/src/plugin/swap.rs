@@ -147,7 +147,7 @@ pub(crate) fn swap(
     let new_name = new.name.clone();
     let old = shared
         .strategy
-        .swap(Some(Arc::new(new)))
+        .replace(Some(Arc::new(new)))
         .expect("a running runtime has a strategy");
     let mut spins = 0;
     while Arc::strong_count(&old) > 1 {

@@ -14,6 +14,7 @@ mod p;
 mod preempt;
 mod sched;
 pub(crate) mod status;
+mod strategy_slot;
 mod sync;
 mod time;
 pub mod trace;
@@ -24,7 +25,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use lock::{Condvar, Mutex};
 use safepoint_abi::{PId, PStatus};
 
@@ -53,6 +53,7 @@ use crate::safepoint::{
     ActiveStrategy, Gate, InFlight, SafepointConfig, ServedPs, Tally, TimeoutReport,
 };
 use sched::Sched;
+use strategy_slot::StrategySlot;
 use time::Timers;
 
 /// Default size of a goroutine stack.
@@ -74,10 +75,8 @@ pub(crate) struct Shared {
     /// Held while Ms join or leave, and while a swap attaches them to a new strategy, so
     /// that every M is attached to the active strategy exactly once.
     pub(crate) strategy_switch: Mutex<()>,
-    /// The active strategy. Loading it takes no lock and writes no shared line (a poll's
-    /// slow path does it); a swap that replaces it pays every outstanding load into the
-    /// reference count, so `Arc::strong_count` tells when the old one is out of use.
-    pub(crate) strategy: ArcSwapOption<ActiveStrategy>,
+    /// The active strategy (see `strategy_slot.rs`).
+    pub(crate) strategy: StrategySlot,
     pub(crate) worldsema: Sema,
     pub(crate) timers: Timers,
     pub(crate) stack_size: usize,
@@ -105,17 +104,15 @@ impl Shared {
     /// The active strategy. Panics before `build` installed one.
     pub(crate) fn strategy(&self) -> Arc<ActiveStrategy> {
         self.strategy
-            .load_full()
+            .get()
             .expect("no strategy installed in this runtime")
     }
 
     /// Calls `f` with the active strategy, without touching its reference count: the fast
     /// way for a P's safe point.
     pub(crate) fn with_strategy<R>(&self, f: impl FnOnce(&ActiveStrategy) -> R) -> R {
-        let guard = self.strategy.load();
-        f(guard
-            .as_ref()
-            .expect("no strategy installed in this runtime"))
+        self.strategy
+            .with(|strategy| f(strategy.expect("no strategy installed in this runtime")))
     }
 
     /// A new M joins: it is listed and attached to the active strategy.
@@ -139,7 +136,7 @@ impl Shared {
     pub(crate) fn retire_m(&self, m: &Arc<M>) {
         let _switch = self.strategy_switch.lock();
         self.all_ms.lock().retain(|other| !Arc::ptr_eq(other, m));
-        if let Some(strategy) = self.strategy.load_full()
+        if let Some(strategy) = self.strategy.get()
             && let Err(e) = strategy.object.detach_thread(m.id).into_result()
         {
             log::write_line(format_args!(
@@ -233,7 +230,7 @@ impl Builder {
             threads: Mutex::new(Vec::new()),
             all_ms: Mutex::new(Vec::new()),
             strategy_switch: Mutex::new(()),
-            strategy: ArcSwapOption::empty(),
+            strategy: StrategySlot::empty(),
             worldsema: Sema::new(1),
             timers: Timers::default(),
             stack_size: self.stack_size,
@@ -250,7 +247,7 @@ impl Builder {
             log_limit: RateLimit::default(),
         });
         let strategy = plugin.instantiate(crate::safepoint::host_ref(&shared), config)?;
-        shared.strategy.store(Some(Arc::new(strategy)));
+        shared.strategy.replace(Some(Arc::new(strategy)));
         for p in shared.ps {
             shared.sched.lock().idle_ps.push(p.id);
         }
@@ -404,7 +401,7 @@ fn shutdown(shared: &Arc<Shared>) {
             let _ = t.join();
         }
     }
-    if let Some(strategy) = shared.strategy.swap(None)
+    if let Some(strategy) = shared.strategy.replace(None)
         && let Err(e) = strategy.object.shutdown().into_result()
     {
         log::write_line(format_args!(

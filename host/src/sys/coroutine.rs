@@ -3,9 +3,11 @@
 //! corosensei's `Coroutine` is not `Send`, because a coroutine could keep a thread-bound value
 //! (a thread-local reference, a `MutexGuard`) live across a suspension and be resumed on
 //! another thread. The runtime upholds the rule that makes moving one sound: nothing live on
-//! a goroutine stack across a switch is bound to the thread. Goroutine code reaches the
-//! current M and P only through `#[inline(never)]` accessors (`runtime::current`), so no TLS
-//! address is cached across a switch, and the runtime's own locks are never held across one.
+//! a goroutine stack across a switch is bound to the thread. Goroutine code reaches
+//! thread-locals only through `#[inline(never)]` functions (the current M and P in
+//! `runtime::current`, the lock count in `runtime::lock`, arc_swap's node in
+//! `runtime::strategy_slot`), so no TLS address is cached across a switch, and the runtime's
+//! own locks are never held across one.
 
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
