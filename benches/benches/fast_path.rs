@@ -2,6 +2,8 @@
 //!
 //! - `host/1P/<strategy>`: a whole `for_each_p` with one P, the host's overhead alone (the
 //!   tally, live-P list and in-flight record are reused, not allocated; two clock reads).
+//! - `host/ownership-check`: the check that the caller of `f(p)` owns `p` (issue 14), once,
+//!   as a requester that stopped a parked P makes it: target under 5 ns.
 //! - `polling/2P/poll`: a served P's path from its bit to its acknowledgement (no lock to find
 //!   `f`, no reference count, per-P tally slots on their own lines, one shared write), next
 //!   to the cache-line floor.
@@ -15,6 +17,7 @@
 
 use criterion::Criterion;
 use safepoint_benches::{Rig, bench_floors, shipped_strategies};
+use safepoint_host::safepoint::time_ownership_check;
 use safepoint_host::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
@@ -25,6 +28,15 @@ fn bench(c: &mut Criterion) {
         let rig = Rig::start(plugin, "", 1, Workload::Poll);
         group.bench_function(format!("host/1P/{}", plugin.name()), |b| {
             b.iter_custom(|iters| rig.barriers(iters))
+        });
+    }
+    if let Some(polling) = plugins.iter().find(|p| p.name() == "polling") {
+        // Half of the Ps idle: one of them is stopped for the check.
+        let rig = Rig::start(polling, "", 4, Workload::Idle);
+        group.bench_function("host/ownership-check", |b| {
+            b.iter_custom(|iters| {
+                time_ownership_check(rig.runtime(), iters).expect("an idle P to stop")
+            })
         });
     }
     for plugin in &plugins {

@@ -15,6 +15,7 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
@@ -349,6 +350,21 @@ fn owner_of(p: &P) -> Option<Owner> {
     p.stopped_in_handler
         .load(Ordering::Acquire)
         .then_some(Owner::ForHandler)
+}
+
+/// For the fast-path bench, which guards the cost of the check: `iters` ownership checks of
+/// a requester that stopped an idle P of `rt` (`try_stop_parked_p`), the path a barrier takes
+/// for every parked P, and their wall time. `None` if no P of `rt` is idle to stop.
+#[doc(hidden)]
+pub fn time_ownership_check(rt: &runtime::Runtime, iters: u64) -> Option<Duration> {
+    let p = rt.shared.ps.iter().find(|p| p.try_stop_parked())?;
+    let start = Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(owner_of(std::hint::black_box(p)));
+    }
+    let took = start.elapsed();
+    let _ = p.release_stopped();
+    Some(took)
 }
 
 fn epoch_of(word: u64) -> u32 {

@@ -29,6 +29,8 @@ use host::Breach;
 pub(crate) use host::Tally;
 use host::counted_fn;
 pub(crate) use host::host_ref;
+#[doc(hidden)]
+pub use host::time_ownership_check;
 pub(crate) use served::Gate;
 pub use served::{ServedPs, ServedPsStats};
 pub(crate) use timeout::{InFlight, SafepointConfig, check_timeout};
