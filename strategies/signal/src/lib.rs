@@ -54,6 +54,8 @@ struct SignalStrategy {
 impl SignalStrategy {
     fn new(host: HostRef, config: &str) -> Result<SignalStrategy, PluginError> {
         let config = Config::parse(config)?;
+        // Orphans of an earlier strategy whose signals have arrived since it retired.
+        marks::settle_orphans(config.signal.number);
         let state = State::new(host, config, sys::locking_code_ranges());
         let state = sys::handler::register(Box::new(state)).map_err(|e| failed("new", e))?;
         let installation = sys::handler::install(config.signal).map_err(|e| {
@@ -305,10 +307,7 @@ impl SignalStrategy {
         for mark in self.state.threads.retire_all() {
             mark.detach();
         }
-        let signal = self.state.config.signal.number;
-        for (mark, in_flight) in marks::orphans(signal) {
-            mark.settle(in_flight);
-        }
+        marks::settle_orphans(self.state.config.signal.number);
         let installation = self
             .installation
             .lock()
@@ -418,7 +417,20 @@ impl Strategy for SignalStrategy {
     }
 
     fn counters(&self) -> RVec<Counter> {
-        RVec::from(self.state.counters.report())
+        let mut counters = self.state.counters.report();
+        let tids: Vec<i32> = self
+            .tids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect();
+        let orphans = marks::orphans_of(self.state.config.signal.number, &tids);
+        counters.push(Counter::new(
+            "orphaned marks of its threads",
+            orphans as u64,
+        ));
+        RVec::from(counters)
     }
 
     fn shutdown(&self) -> RResult<(), PluginError> {

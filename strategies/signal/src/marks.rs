@@ -130,12 +130,27 @@ pub(crate) fn from_value(value: u64) -> Option<&'static Mark> {
     at((value >> SEQUENCE_BITS) as usize & ((1 << SLOT_BITS) - 1))
 }
 
-/// Every orphaned slot of `signal` with its signal in flight.
-pub(crate) fn orphans(signal: libc::c_int) -> impl Iterator<Item = (&'static Mark, InFlight)> {
-    TABLE.iter().filter_map(move |m| {
-        let orphan = m.owner.load(Ordering::Acquire) == ORPHANED
-            && m.signal.load(Ordering::Relaxed) == signal;
-        orphan.then(|| m.in_flight()).flatten().map(|f| (m, f))
+/// Takes the mark of every orphaned slot of `signal` whose signal is no longer pending on
+/// its thread ([`Mark::settle`]), freeing the slot. Called as a strategy of the signal starts
+/// and as one retires, so orphans do not pile up: a standard signal sent while another is
+/// pending on its thread is discarded, and its mark, orphaned at a retirement while the other
+/// was still pending, is never taken by a handler. Reads `/proc`: not for a handler.
+pub(crate) fn settle_orphans(signal: libc::c_int) {
+    for mark in orphans(signal) {
+        if let Some(in_flight) = mark.in_flight() {
+            mark.settle(in_flight);
+        }
+    }
+}
+
+/// How many orphaned slots of `signal` were attached for one of `tids`.
+pub(crate) fn orphans_of(signal: libc::c_int, tids: &[i32]) -> usize {
+    orphans(signal).filter(|m| tids.contains(&m.tid())).count()
+}
+
+fn orphans(signal: libc::c_int) -> impl Iterator<Item = &'static Mark> {
+    TABLE.iter().filter(move |m| {
+        m.owner.load(Ordering::Acquire) == ORPHANED && m.signal.load(Ordering::Relaxed) == signal
     })
 }
 
@@ -243,5 +258,68 @@ impl Mark {
         let _ = self
             .owner
             .compare_exchange(ORPHANED, FREE, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::config::Signal;
+    use crate::sys::{getpid, gettid, handler, queue_signal, set_signal_blocked};
+
+    /// The soak's leak: two signals sent to a thread that blocks the signal (a handler
+    /// sleeping in the served-P wait does). The second is discarded, as a standard signal
+    /// pending already; both marks are orphaned while the first is still pending. Once the
+    /// thread takes the first, the second must be settled, or its slot is lost for good
+    /// (the 8-P soak ran out of all 1024 after 20 minutes of swaps).
+    #[test]
+    fn an_orphan_whose_signal_was_discarded_is_settled_once_its_thread_has_nothing_pending() {
+        // Not SIGURG or SIGWINCH, which other tests of this crate send.
+        let signal = libc::SIGUSR2;
+        let installation = handler::install(Signal { number: signal }).expect("install");
+        let (to_thread, commands) = mpsc::channel::<()>();
+        let (to_test, tids) = mpsc::channel::<i32>();
+        let thread = std::thread::spawn(move || {
+            set_signal_blocked(signal, true);
+            to_test.send(gettid()).expect("send");
+            // Unblocking delivers the pending signal to our handler, which takes its mark.
+            commands.recv().expect("unblock");
+            set_signal_blocked(signal, false);
+            to_test.send(0).expect("send");
+            commands.recv().expect("exit");
+        });
+        let tid = tids.recv().expect("tid");
+        let marks = [attach(tid, signal), attach(tid, signal)].map(|m| m.expect("a free slot"));
+        for mark in marks {
+            let value = mark.start(1).expect("nothing in flight yet");
+            queue_signal(getpid(), tid, signal, value).expect("queue");
+            mark.detach();
+        }
+        settle_orphans(signal);
+        assert_eq!(
+            orphans_of(signal, &[tid]),
+            2,
+            "the first signal is still pending"
+        );
+        to_thread.send(()).expect("unblock");
+        tids.recv().expect("unblocked");
+        let left: Vec<_> = marks.iter().filter_map(|m| m.in_flight()).collect();
+        assert_eq!(
+            left.len(),
+            1,
+            "the handler took the first mark only: {left:?}"
+        );
+        settle_orphans(signal);
+        assert_eq!(
+            orphans_of(signal, &[tid]),
+            0,
+            "the discarded signal's mark was settled"
+        );
+        assert!(marks.iter().all(|m| m.in_flight().is_none()));
+        to_thread.send(()).expect("exit");
+        thread.join().expect("thread");
+        installation.uninstall().expect("restore SIGUSR2");
     }
 }
