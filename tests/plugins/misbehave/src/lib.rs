@@ -23,7 +23,7 @@
 //! - `panic_in=wait`: the barrier starts as the shipped strategies start theirs, then
 //!   panics instead of waiting: the unwind must withdraw the pending Ps, so that none runs
 //!   `f` late;
-//! - `fail_attach=N`: attaching M N fails.
+//! - `fail_attach=N`: the N-th attach of this instance (from 0) fails, whichever M it is.
 // `export_root_module` generates an undocumented public static.
 #![allow(missing_docs)]
 
@@ -70,6 +70,8 @@ struct Misbehave {
     remaining: AtomicU32,
     /// `late=N`: the helper thread that holds the last barrier's `f`, and its go signal.
     late_helper: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// Attaches so far, for `fail_attach=N`.
+    attaches: AtomicU32,
     /// `fail_on_poll=N`: the failures so far, at most N.
     poll_failures: AtomicU32,
 }
@@ -118,6 +120,7 @@ impl Misbehave {
             modes,
             remaining: AtomicU32::new(0),
             late_helper: Mutex::new(None),
+            attaches: AtomicU32::new(0),
             poll_failures: AtomicU32::new(0),
         })
     }
@@ -278,7 +281,7 @@ impl Strategy for Misbehave {
     }
 
     fn attach_thread(&self, m: MId, _thread: OsThread) -> RResult<(), PluginError> {
-        if Some(m.0) == self.modes.fail_attach {
+        if Some(self.attaches.fetch_add(1, Ordering::Relaxed)) == self.modes.fail_attach {
             return RResult::RErr(PluginError::new(
                 ErrorKind::Failed,
                 "attach_thread",
