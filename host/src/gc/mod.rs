@@ -482,9 +482,7 @@ impl Gc {
     fn scan_in_place(&self, job: &ScanJob, target: GoId) -> InPlace {
         let handshakes = self
             .shared
-            .strategy()
-            .capabilities
-            .contains(Capabilities::SINGLE_P_HANDSHAKE);
+            .with_strategy(|s| s.capabilities.contains(Capabilities::SINGLE_P_HANDSHAKE));
         let region = runtime::no_preempt(&format!("in suspend_g, scanning goroutine {}", target.0));
         let outcome = waiting_on_system_stack(WaitReason::GcWorkerActive, || {
             let suspended = if handshakes {

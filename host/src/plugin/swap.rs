@@ -138,7 +138,7 @@ pub(crate) fn swap(
             let _ = new.object.shutdown();
             return Err(SwapError::Attach {
                 strategy: new.name.clone(),
-                old: shared.strategy().name.clone(),
+                old: shared.with_strategy(|s| s.name.clone()),
                 m: m.id,
                 error: Box::new(error),
             });

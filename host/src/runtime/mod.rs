@@ -108,8 +108,9 @@ impl Shared {
             .expect("no strategy installed in this runtime")
     }
 
-    /// Calls `f` with the active strategy, without touching its reference count: the fast
-    /// way for a P's safe point.
+    /// Calls `f` with the active strategy, without touching its reference count (a line every
+    /// P shares): for a P's safe point, and for reading a field. `f` must not switch
+    /// goroutines.
     pub(crate) fn with_strategy<R>(&self, f: impl FnOnce(&ActiveStrategy) -> R) -> R {
         self.strategy
             .with(|strategy| f(strategy.expect("no strategy installed in this runtime")))
@@ -281,7 +282,7 @@ impl Runtime {
 
     /// The name of the active strategy.
     pub fn strategy_name(&self) -> String {
-        self.shared.strategy().name.clone()
+        self.shared.with_strategy(|s| s.name.clone())
     }
 
     /// Go's `go f()`: starts a goroutine named `name`.
@@ -347,7 +348,7 @@ impl Runtime {
 
     /// The capabilities of the active strategy.
     pub fn strategy_capabilities(&self) -> safepoint_abi::Capabilities {
-        self.shared.strategy().capabilities
+        self.shared.with_strategy(|s| s.capabilities)
     }
 
     /// Counters of the active strategy, for the run summary.

@@ -929,7 +929,7 @@ fn barrier_loop(
         }
         let world = safepoint::acquire_world();
         // No swap while the world is held: this is the strategy the barrier runs.
-        let strategy = shared.strategy().name.clone();
+        let strategy = shared.with_strategy(|s| s.name.clone());
         let flushed = Arc::clone(&flushed);
         let report = safepoint::for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
             flushed[p.index()].fetch_add(1, Ordering::Relaxed);
