@@ -50,7 +50,7 @@ pub(crate) use status::backoff;
 use crate::plugin::{LoadError, Plugin};
 use crate::safepoint::log::{self, RateLimit};
 use crate::safepoint::{
-    ActiveStrategy, Gate, InFlight, SafepointConfig, ServedPs, Tally, TimeoutReport,
+    ActiveStrategy, BarrierWatch, Gate, SafepointConfig, ServedPs, Tally, TimeoutReport,
 };
 use sched::Sched;
 use strategy_slot::StrategySlot;
@@ -86,7 +86,7 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     sysmon_stop: (Mutex<bool>, Condvar),
     /// The barrier in flight, for sysmon's timeout check.
-    pub(crate) in_flight: Mutex<InFlight>,
+    pub(crate) in_flight: BarrierWatch,
     /// The host's count of `f`'s calls in the barrier in flight (reused by every barrier).
     pub(crate) tally: Arc<Tally>,
     pub(crate) last_timeout_report: Mutex<Option<TimeoutReport>>,
@@ -239,7 +239,7 @@ impl Builder {
             served: Gate::new(self.served_ps),
             shutting_down: AtomicBool::new(false),
             sysmon_stop: (Mutex::new(false), Condvar::new()),
-            in_flight: Mutex::new(InFlight::default()),
+            in_flight: BarrierWatch::default(),
             tally: Arc::new(Tally::new(ps, Arc::default())),
             last_timeout_report: Mutex::new(None),
             trace: self

@@ -14,7 +14,7 @@ mod timeout;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use safepoint_abi::{Capabilities, MId, PId, PStatus, PluginError, StrategyBox};
 
@@ -33,7 +33,7 @@ pub(crate) use host::host_ref;
 pub use host::time_ownership_check;
 pub(crate) use served::Gate;
 pub use served::{ServedPs, ServedPsStats};
-pub(crate) use timeout::{InFlight, SafepointConfig, check_timeout};
+pub(crate) use timeout::{BarrierWatch, SafepointConfig, check_timeout};
 pub use timeout::{LateP, OnTimeout, TIMEOUT_EXIT_STATUS, TimeoutReport};
 
 /// A barrier's function, shared between the threads that run it for each P.
@@ -413,15 +413,18 @@ where
     if let Some(trace) = &shared.trace {
         trace.barrier_begin(reason, &strategy.name);
     }
-    let mut watch = shared.in_flight.lock();
-    watch.prepare(shared, &strategy);
+    shared.in_flight.prepare(shared, &strategy);
     // The requester's own P is at a safe point for the whole barrier: its goroutine waits.
     let outer = own.map(P::enter_safe_point);
-    let start = Instant::now();
-    watch.started(start);
-    drop(watch);
-    let result = strategy.object.for_each_p_internal(f.clone()).into_result();
-    let duration = start.elapsed();
+    // The strategy's reference, taken before the window (the strategy drops it inside).
+    let f_for_strategy = f.clone();
+    let start = sys::monotonic_nanos();
+    shared.in_flight.started(start);
+    let result = strategy
+        .object
+        .for_each_p_internal(f_for_strategy)
+        .into_result();
+    let duration = Duration::from_nanos(sys::monotonic_nanos().saturating_sub(start));
     if let Some(trace) = &shared.trace {
         trace.requester(EventKind::BarrierEnd);
     }
@@ -433,7 +436,7 @@ where
     }
     drop(barrier);
     let requester_cpu = Duration::from_nanos(cpu_clock().saturating_sub(cpu_start));
-    shared.in_flight.lock().end(f);
+    shared.in_flight.end(f);
     let tally = &shared.tally;
     let panicked = tally.panicked.lock().take();
     let name = || strategy.name.clone();

@@ -8,14 +8,16 @@
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use safepoint_abi::{MId, PId, PStatus, SafePointFnArc};
 
 use super::ActiveStrategy;
+use crate::runtime::lock::Mutex;
 use crate::runtime::trace::TraceEvent;
 use crate::runtime::{GStatus, GoId, Shared};
+use crate::sys;
 
 /// What to do when a barrier runs past the safepoint timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -50,12 +52,22 @@ impl Default for SafepointConfig {
 
 /// The barrier in flight, as sysmon watches it. One per runtime, reused by every barrier
 /// (the requester's path allocates nothing for it).
+///
+/// The record is locked before the measured window opens and after it closes; inside it
+/// the requester only stores the start time, with no read-modify-write.
 #[derive(Default)]
-pub(crate) struct InFlight {
+pub(crate) struct BarrierWatch {
+    record: Mutex<InFlight>,
+    /// `CLOCK_MONOTONIC` nanoseconds when the strategy was called; 0 until then. Zeroed
+    /// under the record's lock by [`BarrierWatch::prepare`], so that sysmon, which reads it
+    /// under that lock, never pairs a barrier with the last one's start.
+    started_at: AtomicU64,
+}
+
+#[derive(Default)]
+struct InFlight {
     /// The strategy running the barrier; `None` while no barrier is in flight.
     strategy: Option<Arc<ActiveStrategy>>,
-    /// When the strategy was called; `None` until then.
-    start: Option<Instant>,
     /// Each P's poke count when the barrier started.
     pokes_before: Vec<u64>,
     reports: u32,
@@ -65,32 +77,34 @@ pub(crate) struct InFlight {
     retired_fn: Option<SafePointFnArc>,
 }
 
-impl InFlight {
+impl BarrierWatch {
     /// A barrier of `strategy` is about to begin: everything but its start time, which the
-    /// requester sets last ([`InFlight::started`]), so that this work is outside the window
-    /// it measures.
-    pub(crate) fn prepare(&mut self, shared: &Shared, strategy: &Arc<ActiveStrategy>) {
-        self.strategy = Some(Arc::clone(strategy));
-        self.start = None;
-        self.pokes_before.clear();
-        self.pokes_before.extend(
+    /// requester sets last ([`BarrierWatch::started`]), so that this work is outside the
+    /// window it measures.
+    pub(crate) fn prepare(&self, shared: &Shared, strategy: &Arc<ActiveStrategy>) {
+        let mut record = self.record.lock();
+        record.strategy = Some(Arc::clone(strategy));
+        self.started_at.store(0, Ordering::Relaxed);
+        record.pokes_before.clear();
+        record.pokes_before.extend(
             shared
                 .ps
                 .iter()
                 .map(|p| p.poll.pokes.load(Ordering::Relaxed)),
         );
-        self.reports = 0;
+        record.reports = 0;
     }
 
-    /// The strategy is called at `start`.
-    pub(crate) fn started(&mut self, start: Instant) {
-        self.start = Some(start);
+    /// The strategy is called at `nanos` (`CLOCK_MONOTONIC`).
+    pub(crate) fn started(&self, nanos: u64) {
+        self.started_at.store(nanos, Ordering::Relaxed);
     }
 
     /// The barrier ended; it ran `f`.
-    pub(crate) fn end(&mut self, f: SafePointFnArc) {
-        self.strategy = None;
-        self.retired_fn = Some(f);
+    pub(crate) fn end(&self, f: SafePointFnArc) {
+        let mut record = self.record.lock();
+        record.strategy = None;
+        record.retired_fn = Some(f);
     }
 }
 
@@ -194,11 +208,12 @@ pub(crate) fn check_timeout(shared: &Shared) {
         return;
     };
     let report = {
-        let mut in_flight = shared.in_flight.lock();
-        let (Some(strategy), Some(start)) = (in_flight.strategy.clone(), in_flight.start) else {
+        let mut in_flight = shared.in_flight.record.lock();
+        let start = shared.in_flight.started_at.load(Ordering::Relaxed);
+        let Some(strategy) = in_flight.strategy.clone().filter(|_| start != 0) else {
             return;
         };
-        let elapsed = start.elapsed();
+        let elapsed = Duration::from_nanos(sys::monotonic_nanos().saturating_sub(start));
         if elapsed < timeout * (in_flight.reports + 1) {
             return;
         }
