@@ -7,7 +7,7 @@
 mod published;
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::{HostRef, PId, PStatus, SafePointFnArc};
 use published::PublishedFn;
@@ -79,9 +79,12 @@ pub struct Round<'a> {
 }
 
 impl Round<'_> {
-    /// Ends the round: every P of it has acknowledged. The same as [`PendingPs::end`].
+    /// Ends the round: every P of it has acknowledged. The same as [`PendingPs::end`], for
+    /// a round that opened.
     pub fn end(self) {
-        self.pending.end();
+        if !self.others.is_empty() {
+            self.pending.end();
+        }
     }
 }
 
@@ -197,6 +200,25 @@ pub struct PendingPs {
     /// The barrier's function: of the round in flight, or of the last one until the next
     /// begins. A P that won its claim reads it with a plain load (see `published.rs`).
     f: PublishedFn,
+    /// Barriers and handshakes begun, for the strategy's counters.
+    barriers: RequesterCount,
+    handshakes: RequesterCount,
+}
+
+/// A count that only the requester (the holder of worldsema) increments: a load and a
+/// store, no read-modify-write on the barrier's path. Readable from any thread.
+#[derive(Debug, Default)]
+struct RequesterCount(AtomicU64);
+
+impl RequesterCount {
+    fn add(&self) {
+        let n = self.0.load(Ordering::Relaxed);
+        self.0.store(n + 1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl PendingPs {
@@ -207,16 +229,30 @@ impl PendingPs {
             round: AtomicU32::new(0),
             open: AtomicBool::new(false),
             f: PublishedFn::new(),
+            barriers: RequesterCount::default(),
+            handshakes: RequesterCount::default(),
         }
     }
 
+    /// Barriers begun ([`PendingPs::begin`]).
+    pub fn barriers(&self) -> u64 {
+        self.barriers.get()
+    }
+
+    /// Single-P handshakes begun ([`PendingPs::begin_one`]).
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.get()
+    }
+
     /// Starts a barrier: publishes `f` and marks pending every P except the caller's own that
-    /// is not `Dead`. Arms nothing: the caller arms [`Round::others`] once its own count of
-    /// acknowledgements is set, and the arm (sequentially consistent) publishes all of this.
+    /// is not `Dead` (a round of no other P publishes nothing). Arms nothing: the caller arms
+    /// [`Round::others`] once its own count of acknowledgements is set, and the arm
+    /// (sequentially consistent) publishes all of this.
     ///
     /// The caller holds worldsema: no other barrier is in flight. Keep the returned round
     /// until the barrier ends: dropping it earlier abandons the barrier (see [`Round`]).
     pub fn begin<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc) -> Round<'a> {
+        self.barriers.add();
         let own = host.current_p().into_option();
         let others: Vec<PId> = (0..self.pending.len() as u32)
             .map(PId)
@@ -230,6 +266,7 @@ impl PendingPs {
     /// requester's own P takes no part ([`Round::own`] is `None`). Everything else about the
     /// round (arming, serving, ending, abandoning) is that of a barrier over one P.
     pub fn begin_one<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc, p: PId) -> Round<'a> {
+        self.handshakes.add();
         let live = p.index() < self.pending.len() && host.p_status(p) != PStatus::Dead;
         let others = if live { vec![p] } else { Vec::new() };
         self.begin_round(host, f, None, others)
@@ -243,23 +280,30 @@ impl PendingPs {
         others: Vec<PId>,
     ) -> Round<'a> {
         self.settle_last_round();
-        // SAFETY: no P is serving or pending (`settle_last_round`, acquire); we are the
-        // requester (worldsema).
-        unsafe { self.f.set(Some(f.clone())) };
         let round = self.round.load(Ordering::Relaxed).wrapping_add(1) & (u32::MAX >> 2);
         self.round.store(round, Ordering::Relaxed);
-        // Release: a P whose claim reads this mark sees `f`.
-        for &p in &others {
-            self.pending[p.index()].store(state::of(round, state::PENDING), Ordering::Release);
-        }
-        self.open.store(true, Ordering::SeqCst);
-        Round {
+        let round = Round {
             own,
             others,
             number: round,
             pending: self,
             host,
+        };
+        if round.others.is_empty() {
+            // The requester's alone (one P, or a handshake for a dead P): no P can claim, so
+            // nothing is published and the round never opens; the last `f` stays unused.
+            return round;
         }
+        // SAFETY: no P is serving or pending (`settle_last_round`, acquire); we are the
+        // requester (worldsema).
+        unsafe { self.f.set(Some(f.clone())) };
+        // Release: a P whose claim reads this mark sees `f`.
+        for &p in &round.others {
+            self.pending[p.index()]
+                .store(state::of(round.number, state::PENDING), Ordering::Release);
+        }
+        self.open.store(true, Ordering::SeqCst);
+        round
     }
 
     /// The requester's pass over the round, once its count of acknowledgements is set: arms
@@ -559,6 +603,22 @@ mod tests {
         assert!(!pending.is_pending(PId(0)) && !pending.is_pending(PId(3)));
         assert!(pending.is_pending(PId(1)) && pending.is_pending(PId(2)));
         round.end();
+    }
+
+    #[test]
+    fn a_round_of_no_other_p_never_opens_and_is_counted() {
+        let (host, _, calls, f) = setup();
+        let pending = PendingPs::new(4);
+        let round = pending.begin_one(&host, &f, PId(3));
+        assert!(round.others.is_empty(), "P3 is dead");
+        assert!(!pending.is_open(), "nothing for a P to claim");
+        round.end();
+        let round = pending.begin(&host, &f);
+        assert!(pending.is_open());
+        round.end();
+        assert!(!pending.is_open());
+        assert_eq!((pending.barriers(), pending.handshakes()), (1, 1));
+        assert_eq!(count(&calls), [0; 4]);
     }
 
     #[test]

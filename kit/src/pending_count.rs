@@ -109,6 +109,11 @@ pub fn wait_for_acks<K: Wake>(
     timeout: Option<Duration>,
     mut woke: impl FnMut(WaitResult),
 ) {
+    // A load first: when the requester served every P itself (one P, or all parked), the
+    // count is already zero, and no read-modify-write is needed to find it so.
+    if count.is_zero() {
+        return;
+    }
     while let Some(expected) = count.announce_sleep() {
         woke(wake.wait(count.word(), expected, timeout));
     }

@@ -99,8 +99,6 @@ struct FutexStrategy {
     /// Ps still to acknowledge, and whether the requester sleeps: the futex word.
     count: CachePadded<PendingCount<AtomicU32>>,
     config: Config,
-    barriers: AtomicU64,
-    handshakes: AtomicU64,
     futex_waits: AtomicU64,
     futex_wakes: AtomicU64,
     wait_timeouts: AtomicU64,
@@ -119,8 +117,6 @@ impl FutexStrategy {
             host,
             count: CachePadded(PendingCount::new()),
             config,
-            barriers: AtomicU64::new(0),
-            handshakes: AtomicU64::new(0),
             futex_waits: AtomicU64::new(0),
             futex_wakes: AtomicU64::new(0),
             wait_timeouts: AtomicU64::new(0),
@@ -184,7 +180,6 @@ impl FutexStrategy {
 impl Strategy for FutexStrategy {
     fn for_each_p_internal(&self, f: SafePointFnArc) -> RResult<(), PluginError> {
         catch_panic("for_each_p_internal", || {
-            self.barriers.fetch_add(1, Ordering::Relaxed);
             // 1. Publish f, mark the other Ps pending and count them, awake.
             self.run_round(self.pending.begin(&self.host, &f), &f);
             Ok(())
@@ -193,7 +188,6 @@ impl Strategy for FutexStrategy {
 
     fn handshake(&self, p: PId, f: SafePointFnArc) -> RResult<(), PluginError> {
         catch_panic("handshake", || {
-            self.handshakes.fetch_add(1, Ordering::Relaxed);
             // 1. As a barrier, but only `p` is pending and armed.
             self.run_round(self.pending.begin_one(&self.host, &f, p), &f);
             Ok(())
@@ -213,8 +207,8 @@ impl Strategy for FutexStrategy {
 
     fn counters(&self) -> RVec<Counter> {
         RVec::from(vec![
-            Counter::read("barriers", &self.barriers),
-            Counter::read("handshakes", &self.handshakes),
+            Counter::new("barriers", self.pending.barriers()),
+            Counter::new("handshakes", self.pending.handshakes()),
             Counter::read("futex waits", &self.futex_waits),
             Counter::read("futex wakes", &self.futex_wakes),
             Counter::read("wait timeouts", &self.wait_timeouts),

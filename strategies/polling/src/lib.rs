@@ -35,8 +35,6 @@ struct Polling {
     /// Ps still to acknowledge, and whether the requester sleeps: the futex word.
     count: CachePadded<PendingCount<AtomicU32>>,
     spin_rounds: u32,
-    barriers: AtomicU64,
-    handshakes: AtomicU64,
     requester_sleeps: AtomicU64,
     requester_wakes: AtomicU64,
 }
@@ -67,8 +65,6 @@ impl Polling {
             host,
             count: CachePadded(PendingCount::new()),
             spin_rounds,
-            barriers: AtomicU64::new(0),
-            handshakes: AtomicU64::new(0),
             requester_sleeps: AtomicU64::new(0),
             requester_wakes: AtomicU64::new(0),
         })
@@ -106,7 +102,6 @@ impl Polling {
 impl Strategy for Polling {
     fn for_each_p_internal(&self, f: SafePointFnArc) -> RResult<(), PluginError> {
         catch_panic("for_each_p_internal", || {
-            self.barriers.fetch_add(1, Ordering::Relaxed);
             self.run_round(self.pending.begin(&self.host, &f), &f);
             Ok(())
         })
@@ -114,7 +109,6 @@ impl Strategy for Polling {
 
     fn handshake(&self, p: PId, f: SafePointFnArc) -> RResult<(), PluginError> {
         catch_panic("handshake", || {
-            self.handshakes.fetch_add(1, Ordering::Relaxed);
             self.run_round(self.pending.begin_one(&self.host, &f, p), &f);
             Ok(())
         })
@@ -134,8 +128,8 @@ impl Strategy for Polling {
 
     fn counters(&self) -> RVec<Counter> {
         RVec::from(vec![
-            Counter::read("barriers", &self.barriers),
-            Counter::read("handshakes", &self.handshakes),
+            Counter::new("barriers", self.pending.barriers()),
+            Counter::new("handshakes", self.pending.handshakes()),
             Counter::read("requester sleeps", &self.requester_sleeps),
             Counter::read("requester wakes", &self.requester_wakes),
         ])

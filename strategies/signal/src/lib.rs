@@ -74,7 +74,6 @@ impl SignalStrategy {
     /// The requester's side; see the README.
     fn barrier(&self, f: &SafePointFnArc) {
         let st = &*self.state;
-        st.counters.barriers.add();
         // Dropped after the round, which closes it first (also as a panic unwinds): then
         // no P parks in its handler any more, and every one parked there is let go.
         let _parked = ReleaseParked(st);
@@ -85,7 +84,6 @@ impl SignalStrategy {
     /// only its thread signalled.
     fn handshake(&self, p: PId, f: &SafePointFnArc) {
         let st = &*self.state;
-        st.counters.handshakes.add();
         let _parked = ReleaseParked(st);
         self.run_round(st.pending.begin_one(&st.host, f, p), f);
     }
@@ -190,6 +188,10 @@ impl SignalStrategy {
     /// sleeps on the wake-up futex until the next event or the next re-signal.
     fn wait(&self, others: &[PId], f: &SafePointFnArc) {
         let st = &*self.state;
+        if st.remaining() == 0 {
+            // Every P served itself or was served: no clock read, no re-signal deadline.
+            return;
+        }
         let interval = st.config.resignal.as_nanos() as u64;
         let mut next_resignal = st.host.now_nanos() + interval;
         loop {
@@ -417,7 +419,7 @@ impl Strategy for SignalStrategy {
     }
 
     fn counters(&self) -> RVec<Counter> {
-        let mut counters = self.state.counters.report();
+        let mut counters = self.state.counters.report(&self.state.pending);
         let tids: Vec<i32> = self
             .tids
             .lock()

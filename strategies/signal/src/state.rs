@@ -32,8 +32,6 @@ impl Count {
 /// What the run summary shows.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) barriers: Count,
-    pub(crate) handshakes: Count,
     /// Signals sent (`rt_tgsigqueueinfo`s that succeeded).
     pub(crate) signals_sent: Count,
     /// Times the handler ran on an M of this strategy, ours or not.
@@ -64,10 +62,13 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn report(&self) -> Vec<Counter> {
-        [
-            ("barriers", &self.barriers),
-            ("handshakes", &self.handshakes),
+    /// The counters, after the barriers and handshakes that `pending` began.
+    pub(crate) fn report(&self, pending: &PendingPs) -> Vec<Counter> {
+        let rounds = [
+            Counter::new("barriers", pending.barriers()),
+            Counter::new("handshakes", pending.handshakes()),
+        ];
+        let counts = [
             ("signals sent", &self.signals_sent),
             ("handler entries", &self.handler_entries),
             ("stops at async safe points", &self.async_stops),
@@ -84,9 +85,8 @@ impl Counters {
             ),
             ("requester sleeps", &self.requester_sleeps),
         ]
-        .into_iter()
-        .map(|(name, count)| Counter::new(name, count.get()))
-        .collect()
+        .map(|(name, count)| Counter::new(name, count.get()));
+        rounds.into_iter().chain(counts).collect()
     }
 }
 
