@@ -5,12 +5,13 @@
 //! exactly-once tally, and that every M resumes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use safepoint_host::plugin::Plugin;
-use safepoint_host::runtime::{self, Runtime, WaitGroup};
-use safepoint_host::safepoint::{OnTimeout, ServedPs, ServedPsStats};
+use safepoint_host::runtime::{self, Runtime, WaitGroup, WaitReason};
+use safepoint_host::safepoint::{OnTimeout, ServedPs, ServedPsStats, acquire_world, for_each_p};
 use safepoint_host::workloads::{self, Rotation, RunOptions, Workload, work};
 use safepoint_tests::{
     SHIPPED, WATCHDOG, await_condition, checked_barriers, on_one_cpu, per_p, shipped, sole_owner,
@@ -115,6 +116,100 @@ fn ps_stopped_in_the_signal_handler_wait_for_the_end_of_their_barrier() {
     let s = outcome.stats;
     assert_eq!(outcome.by_themselves, 0, "no loop polls");
     assert!(s.waits > 0 && s.left_early == 0, "{s:?}");
+}
+
+/// A P that the requester served while its goroutine sat in a system call gives way too,
+/// once the goroutine takes it back: otherwise the M would run a whole time slice on a CPU
+/// that a late P needs. Three Ps: the requester's, a blocker's (in a call the barrier's `f`
+/// for its P ends) and a holdout's, which does not poll until it has seen an M wait, or
+/// until a bound it should never reach. Repeated, as the steps race.
+#[test]
+fn a_p_served_in_a_system_call_gives_way_when_its_goroutine_takes_it_back() {
+    const BOUND: Duration = Duration::from_secs(10);
+    for name in ["polling", "futex"] {
+        let rt = Arc::new(
+            Runtime::builder()
+                .procs(3)
+                .served_ps(ServedPs::Wait)
+                .build(&shipped(name), "")
+                .expect("runtime"),
+        );
+        for round in 0..20 {
+            let (release, released) = mpsc::channel::<()>();
+            let blocker_p = Arc::new(AtomicUsize::new(usize::MAX));
+            let (saw_waiter, stop) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let done = WaitGroup::new();
+            done.add(2);
+            let (bp, d) = (Arc::clone(&blocker_p), done.clone());
+            rt.spawn("blocker", move || {
+                let mine = runtime::current_p_id().expect("a goroutine holds a P");
+                bp.store(mine.index(), Ordering::Release);
+                runtime::blocking(|| {
+                    released
+                        .recv()
+                        .expect("the barrier's f releases the blocker");
+                });
+                d.done();
+            });
+            let (rt2, saw, st, d) = (
+                Arc::clone(&rt),
+                Arc::clone(&saw_waiter),
+                Arc::clone(&stop),
+                done.clone(),
+            );
+            rt.spawn("holdout", move || {
+                let deadline = Instant::now() + BOUND;
+                let mut x = 0;
+                while rt2.served_ps_waiting() == 0 && Instant::now() < deadline {
+                    x = work(x);
+                }
+                saw.store(rt2.served_ps_waiting() > 0, Ordering::Relaxed);
+                while !st.load(Ordering::Relaxed) {
+                    runtime::poll();
+                    x = work(x);
+                }
+                std::hint::black_box(x);
+                d.done();
+            });
+            let waits_before = rt.served_ps().1.waits;
+            let bp = Arc::clone(&blocker_p);
+            let counts = safepoint_tests::per_p(3);
+            let c = Arc::clone(&counts);
+            safepoint_tests::block_on_bounded(&rt, move || {
+                while bp.load(Ordering::Acquire) == usize::MAX {
+                    runtime::yield_now();
+                }
+                let world = acquire_world();
+                let release = std::sync::Mutex::new(release);
+                for_each_p(&world, WaitReason::GcMarkTermination, move |p| {
+                    c[p.index()].fetch_add(1, Ordering::Relaxed);
+                    if p.index() == bp.load(Ordering::Acquire) {
+                        let _ = release.lock().expect("release").send(());
+                    }
+                })
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            });
+            assert!(
+                saw_waiter.load(Ordering::Relaxed),
+                "{name}, round {round}: no M waited while the barrier was in flight ({:?})",
+                rt.served_ps().1
+            );
+            assert!(
+                rt.served_ps().1.waits > waits_before,
+                "{name}, round {round}"
+            );
+            for (p, n) in counts.iter().enumerate() {
+                assert_eq!(n.load(Ordering::Relaxed), 1, "{name}, round {round}: P{p}");
+            }
+            stop.store(true, Ordering::Relaxed);
+            done.wait();
+            assert_eq!(rt.served_ps_waiting(), 0, "{name}: an M still waits");
+        }
+        sole_owner(rt).shutdown();
+    }
 }
 
 /// `run` is the behaviour from before the policy; `yield` yields once and never waits.

@@ -317,6 +317,8 @@ fn exit_syscall(m: Arc<M>, g: Arc<G>, p: &'static P) {
             Ok(()) => {
                 sched::wire_p(&m, p);
                 g.cas_status(GStatus::Syscall, GStatus::Running);
+                // A requester may have served the P while the goroutine was in the call.
+                safepoint::give_way_on_goroutine(&m.shared, p);
                 return;
             }
             // A requester runs the barrier's function on our behalf; it gives the P back

@@ -234,9 +234,10 @@ fn schedule(m: &Arc<M>) {
         go_idle(m, p, true);
         return;
     }
-    if safepoint::serve(shared, p, ReachedBy::Transition) {
-        safepoint::give_way(shared, p);
-    }
+    // Whether or not this serve ran `f`: a P that a requester served while it was idle, and
+    // that this M has just taken, gives way too.
+    safepoint::serve(shared, p, ReachedBy::Transition);
+    safepoint::give_way(shared, p);
     match find_runnable(shared, p) {
         Some(g) => execute(m, p, g),
         None => go_idle(m, p, false),

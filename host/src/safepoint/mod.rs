@@ -50,7 +50,9 @@ pub(crate) struct ActiveStrategy {
 /// `on_poll`, and return true. The caller is `p`'s M, outside any non-preemptible region.
 ///
 /// A caller that goes on running goroutines next calls [`give_way`] or
-/// [`give_way_on_goroutine`]; one that parks the P (idle, syscall) frees its CPU anyway.
+/// [`give_way_on_goroutine`]; one that parks the P (idle, syscall) frees its CPU anyway. So
+/// does an M that has just taken a P back from `Idle` or `Syscall`, whatever this returned:
+/// a requester may have served the P while it was parked.
 pub(crate) fn serve(shared: &Shared, p: &P, how: ReachedBy) -> bool {
     if p.poll.word.load(Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
         return false;

@@ -1,6 +1,7 @@
 //! `--trace FILE`: the Chrome trace event format (JSON object form), as Perfetto's UI and
 //! `chrome://tracing` open it. One process, the runtime; one thread track for the requester
-//! (tid 0) and one per P (tid `p + 1`). Timestamps are microseconds since the first event.
+//! (tid 0) and one per P (tid `p + 1`). Timestamps are microseconds since the first event, whose `CLOCK_MONOTONIC`
+//! time is `otherData.origin_monotonic_ns`.
 //!
 //! - Requester: a complete (`X`) slice per barrier, handshake and swap; an instant per GC
 //!   phase.
@@ -144,6 +145,8 @@ pub fn chrome_json(trace: &Trace) -> Value {
             "producer": "safepoint",
             "strategies": trace.strategies,
             "dropped_events": trace.dropped,
+            // To line the trace up with `perf sched record -k CLOCK_MONOTONIC`.
+            "origin_monotonic_ns": origin,
         },
     })
 }
