@@ -445,6 +445,17 @@ fn first_allowed_cpu() -> usize {
     }
 }
 
+/// Whether the calling thread blocks `signal`.
+pub fn is_blocked(signal: libc::c_int) -> bool {
+    // SAFETY: sigset_t is plain data the call fills; with a null new-set pointer,
+    // pthread_sigmask only reports the mask.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        libc::sigismember(&mask, signal) == 1
+    }
+}
+
 /// Blocks or unblocks `signal` for the calling thread. A goroutine may move to another M at
 /// any safe point, and the mask is the thread's.
 pub fn set_blocked(signal: libc::c_int, blocked: bool) {

@@ -742,7 +742,9 @@ pub trait Strategy: Send + Sync {
     }
 
     /// An M stops using this strategy: called on the M's own thread when it stops, and on
-    /// the swapping thread when the strategy is swapped out. By default, nothing to do.
+    /// the swapping thread when the strategy is swapped out. The swapping thread may be an
+    /// M's own, which lives on: being on the M's thread does not mean it stops. By default,
+    /// nothing to do.
     fn detach_thread(&self, m: MId) -> RResult<(), PluginError> {
         let _ = m;
         RResult::ROk(())

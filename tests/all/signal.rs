@@ -19,8 +19,8 @@ use safepoint_host::runtime::{self, Runtime, WaitReason};
 use safepoint_host::safepoint::{BarrierError, acquire_world, for_each_p};
 use safepoint_host::workloads::work;
 use safepoint_tests::{
-    Loops, P_COUNTS, block_on_bounded, block_on_or_exit, counter, per_p, runtime, set_blocked,
-    shipped, sole_owner,
+    Loops, P_COUNTS, block_on_bounded, block_on_or_exit, counter, is_blocked, per_p, runtime,
+    set_blocked, shipped, sole_owner,
 };
 
 const BARRIERS: u64 = 1000;
@@ -192,6 +192,34 @@ fn a_thread_that_blocks_the_signal_completes_barriers_at_its_polls() {
             );
         }
     });
+}
+
+/// A goroutine that swaps the signal strategy out runs its detaches on its own M, which
+/// lives on: the swap must leave that thread able to take the signal. (Detaching used to
+/// block the signal on the M's own thread, as if the M were stopping: that M then never
+/// stopped in the handler again, and each later signal strategy left a mark pending on it
+/// for good, until a 16-P soak ran out of all 1024.)
+#[test]
+fn a_swap_run_by_a_goroutine_leaves_its_thread_able_to_take_the_signal() {
+    let polling = shipped("polling");
+    for round in 0..ROUNDS * 10 {
+        let rt = runtime(&signal(), "", 2);
+        let rt2 = Arc::clone(&rt);
+        let polling2 = polling.clone();
+        let blocked_after = block_on_bounded(&rt, move || {
+            assert!(
+                !is_blocked(libc::SIGURG),
+                "round {round}: blocked before the swap"
+            );
+            rt2.swap_strategy(&polling2, "").expect("swap to polling");
+            is_blocked(libc::SIGURG)
+        });
+        assert!(
+            !blocked_after,
+            "round {round}: the swap left SIGURG blocked on its goroutine's thread"
+        );
+        sole_owner(rt).shutdown();
+    }
 }
 
 /// Several runtimes with the signal strategy share the process's handler: both reach their

@@ -398,20 +398,12 @@ impl Strategy for SignalStrategy {
             let Some(tid) = tid else {
                 return Err(failed("detach_thread", format!("{m} was not attached")));
             };
-            let mark = st.threads.retire(tid);
-            if sys::gettid() == tid {
-                // The M stops: a signal of ours still pending dies with the thread, and none
-                // arrives before.
-                sys::set_signal_blocked(st.config.signal.number, true);
-                if let Some(mark) = mark
-                    && let Some(in_flight) = mark.in_flight()
-                {
-                    mark.take(in_flight.value);
-                }
-            }
-            // From another thread (a swap), the M lives on: a signal still pending there is
-            // taken by the handler when it arrives, or settled when the strategy retires.
-            if let Some(mark) = mark {
+            // The thread's mask stays as it is, even on the M's own thread: that may be a
+            // swap run by one of its goroutines, after which the M lives on (blocking the
+            // signal there left it blocked for good). A signal of ours still on its way is
+            // taken by the handler when it arrives, or settled when the strategy retires,
+            // which comes after the threads of stopped Ms have exited.
+            if let Some(mark) = st.threads.retire(tid) {
                 mark.detach();
             }
             Ok(())

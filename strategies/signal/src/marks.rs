@@ -135,10 +135,26 @@ pub(crate) fn from_value(value: u64) -> Option<&'static Mark> {
 /// and as one retires, so orphans do not pile up: a standard signal sent while another is
 /// pending on its thread is discarded, and its mark, orphaned at a retirement while the other
 /// was still pending, is never taken by a handler. Reads `/proc`: not for a handler.
+///
+/// A thread that blocks a standard signal for good keeps one pending, and every later
+/// strategy's signal to it is discarded: their marks would never settle. At most two of
+/// ours are on their way to one thread (one in its handler, which blocks the signal, and
+/// one pending), so all but two of that thread's orphans are taken as well, and the two
+/// left keep the handler installed.
 pub(crate) fn settle_orphans(signal: libc::c_int) {
+    let coalesces = signal < libc::SIGRTMIN();
+    let mut still_pending: Vec<i32> = Vec::new();
     for mark in orphans(signal) {
-        if let Some(in_flight) = mark.in_flight() {
-            mark.settle(in_flight);
+        let Some(in_flight) = mark.in_flight() else {
+            continue;
+        };
+        if mark.settle(in_flight) == Settled::Pending && coalesces {
+            let tid = mark.tid();
+            if still_pending.iter().filter(|&&t| t == tid).count() < 2 {
+                still_pending.push(tid);
+            } else {
+                mark.take(in_flight.value);
+            }
         }
     }
 }
@@ -264,52 +280,87 @@ impl Mark {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
+    use std::thread::JoinHandle;
 
     use super::*;
     use crate::config::Signal;
     use crate::sys::{getpid, gettid, handler, queue_signal, set_signal_blocked};
 
-    /// The soak's leak: two signals sent to a thread that blocks the signal (a handler
-    /// sleeping in the served-P wait does). The second is discarded, as a standard signal
-    /// pending already; both marks are orphaned while the first is still pending. Once the
-    /// thread takes the first, the second must be settled, or its slot is lost for good
-    /// (the 8-P soak ran out of all 1024 after 20 minutes of swaps).
+    /// A thread that blocks a signal until told to unblock it, then exits when told.
+    struct BlockingThread {
+        tid: i32,
+        commands: mpsc::Sender<()>,
+        done: mpsc::Receiver<i32>,
+        thread: JoinHandle<()>,
+    }
+
+    impl BlockingThread {
+        fn spawn(signal: libc::c_int) -> BlockingThread {
+            let (commands, received) = mpsc::channel::<()>();
+            let (to_test, done) = mpsc::channel::<i32>();
+            let thread = std::thread::spawn(move || {
+                set_signal_blocked(signal, true);
+                to_test.send(gettid()).expect("send");
+                if received.recv().is_ok() {
+                    set_signal_blocked(signal, false);
+                    to_test.send(0).expect("send");
+                    let _ = received.recv();
+                }
+            });
+            let tid = done.recv().expect("tid");
+            BlockingThread {
+                tid,
+                commands,
+                done,
+                thread,
+            }
+        }
+
+        /// Unblocking delivers the pending signal to our handler, which takes its mark.
+        fn unblock(&self) {
+            self.commands.send(()).expect("unblock");
+            self.done.recv().expect("unblocked");
+        }
+
+        fn exit(self) {
+            drop(self.commands);
+            self.thread.join().expect("thread");
+        }
+    }
+
+    /// A strategy sends `signal` to `tid` with a new mark, then retires: the mark is orphaned.
+    fn send_and_retire(tid: i32, signal: libc::c_int) {
+        let mark = attach(tid, signal).expect("a free slot");
+        let value = mark.start(1).expect("nothing in flight yet");
+        queue_signal(getpid(), tid, signal, value).expect("queue");
+        mark.detach();
+    }
+
+    /// Two signals sent to a thread that blocks the signal. The second is discarded, as a
+    /// standard signal pending already; both marks are orphaned while the first is still
+    /// pending. Once the thread takes the first, the second must be settled, or its slot is
+    /// lost for good. (Orphan counts are by signal and thread: a test beside this one may
+    /// attach a freed slot again.)
     #[test]
     fn an_orphan_whose_signal_was_discarded_is_settled_once_its_thread_has_nothing_pending() {
         // Not SIGURG or SIGWINCH, which other tests of this crate send.
         let signal = libc::SIGUSR2;
         let installation = handler::install(Signal { number: signal }).expect("install");
-        let (to_thread, commands) = mpsc::channel::<()>();
-        let (to_test, tids) = mpsc::channel::<i32>();
-        let thread = std::thread::spawn(move || {
-            set_signal_blocked(signal, true);
-            to_test.send(gettid()).expect("send");
-            // Unblocking delivers the pending signal to our handler, which takes its mark.
-            commands.recv().expect("unblock");
-            set_signal_blocked(signal, false);
-            to_test.send(0).expect("send");
-            commands.recv().expect("exit");
-        });
-        let tid = tids.recv().expect("tid");
-        let marks = [attach(tid, signal), attach(tid, signal)].map(|m| m.expect("a free slot"));
-        for mark in marks {
-            let value = mark.start(1).expect("nothing in flight yet");
-            queue_signal(getpid(), tid, signal, value).expect("queue");
-            mark.detach();
-        }
+        let thread = BlockingThread::spawn(signal);
+        let tid = thread.tid;
+        send_and_retire(tid, signal);
+        send_and_retire(tid, signal);
         settle_orphans(signal);
         assert_eq!(
             orphans_of(signal, &[tid]),
             2,
             "the first signal is still pending"
         );
-        to_thread.send(()).expect("unblock");
-        tids.recv().expect("unblocked");
-        let left: Vec<_> = marks.iter().filter_map(|m| m.in_flight()).collect();
+        thread.unblock();
         assert_eq!(
-            left.len(),
+            orphans_of(signal, &[tid]),
             1,
-            "the handler took the first mark only: {left:?}"
+            "the handler took the first mark only"
         );
         settle_orphans(signal);
         assert_eq!(
@@ -317,9 +368,29 @@ mod tests {
             0,
             "the discarded signal's mark was settled"
         );
-        assert!(marks.iter().all(|m| m.in_flight().is_none()));
-        to_thread.send(()).expect("exit");
-        thread.join().expect("thread");
+        thread.exit();
         installation.uninstall().expect("restore SIGUSR2");
+    }
+
+    /// A thread that never unblocks a standard signal: of the orphans of the signals sent to
+    /// it by one strategy after another (the first still pending, the rest discarded), the
+    /// settling keeps two and frees the others, so swaps cannot use up the table.
+    #[test]
+    fn a_thread_that_blocks_the_signal_for_good_keeps_two_orphans_at_most() {
+        // Not SIGURG, SIGWINCH or SIGUSR2, which other tests of this crate use.
+        let signal = libc::SIGUSR1;
+        let installation = handler::install(Signal { number: signal }).expect("install");
+        let thread = BlockingThread::spawn(signal);
+        let tid = thread.tid;
+        for strategy in 0..6 {
+            send_and_retire(tid, signal);
+            settle_orphans(signal);
+            assert_eq!(orphans_of(signal, &[tid]), (strategy + 1).min(2));
+        }
+        // Exiting, the thread takes its pending signal with it, and the last two settle.
+        thread.exit();
+        settle_orphans(signal);
+        assert_eq!(orphans_of(signal, &[tid]), 0);
+        installation.uninstall().expect("restore SIGUSR1");
     }
 }

@@ -147,12 +147,37 @@ pub(crate) unsafe fn queued_value(info: *const libc::siginfo_t, pid: i32) -> Opt
 
 /// Whether `signal` is pending for thread `tid` of this process (sent to that thread, not
 /// yet delivered): its `SigPnd` in `/proc/self/task/TID/status`. `Some(false)` also when
-/// the thread no longer exists; `None` when the kernel cannot say (no `/proc`). Not for a
-/// signal handler: it allocates.
+/// the thread no longer exists, or is exiting (a joined thread may still be listed for a
+/// moment, and what is pending there is never delivered); `None` when the kernel cannot say
+/// (no `/proc`). Not for a signal handler: it allocates.
 pub(crate) fn pending_on_thread(tid: i32, signal: libc::c_int) -> Option<bool> {
+    let pending = pending_in_status(tid, signal)?;
+    Some(pending && !exiting(tid))
+}
+
+/// Whether thread `tid` of this process is gone or exiting: `PF_EXITING` (0x4) in the
+/// flags of `/proc/self/task/TID/stat`, which `do_exit` sets before the thread's joiner is
+/// woken.
+fn exiting(tid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return true;
+    };
+    // The name, in parentheses, may hold spaces: fields are counted after its end. The
+    // flags are the ninth field, the seventh after the name.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+        .and_then(|flags| flags.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
+}
+
+fn pending_in_status(tid: i32, signal: libc::c_int) -> Option<bool> {
     let status = match std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) {
         Ok(status) => status,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+        // A thread that is being reaped as we read answers ESRCH.
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            return Some(false);
+        }
         Err(_) => return None,
     };
     let mask = status
