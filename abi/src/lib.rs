@@ -13,9 +13,9 @@
 //! - [`Host`], the vtable the plugin calls back: P status, poll words, parked-P stopping,
 //!   thread ids, time and logging.
 //!
-//! Beside the ABI, a few helpers that every strategy built on poll words needs and that never
-//! cross the boundary: [`PendingPs`] (pending flags, the barrier's function, serving a P),
-//! [`parse_config`] and [`parse_config_duration`] for the config string, [`Counter::read`].
+//! This crate holds only the versioned types. The plumbing that every strategy needs and
+//! that never crosses the boundary (exporting a plugin, `catch_panic`, `PendingPs`, the
+//! config grammar, futexes) is in the `safepoint-kit` crate, beside it.
 //!
 //! # Versioning
 //!
@@ -72,7 +72,7 @@
 //!    runs in a host that has it.
 //! 3. Bump [`ABI_VERSION`]'s minor and this crate's package version (`2.2.0`) together.
 //! 4. Implement a [`Host`] method in the host (`host/src/safepoint/host.rs`) and in the test
-//!    hosts that implement [`Host`] (`pending.rs`'s tests).
+//!    hosts that implement [`Host`] (the tests of `kit/src/pending.rs`).
 //! 5. For a new root-module field, add it after `new` with `#[sabi(missing_field(option))]`
 //!    and read it through its accessor, which is `None` for an older plugin.
 //!
@@ -84,17 +84,13 @@
 //!
 //! Errors cross the boundary as values ([`PluginError`]), never as panics: a panic that
 //! unwinds out of an `extern "C"` function aborts the process. Plugins wrap every entry point
-//! in [`catch_panic`], which turns a panic into [`ErrorKind::Panicked`].
+//! in the kit's `catch_panic`, which turns a panic into [`ErrorKind::Panicked`].
 
 // abi_stable 0.11's `sabi_trait` expands to impls inside a const block.
 #![allow(non_local_definitions)]
 
-mod pending;
-
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
@@ -102,7 +98,6 @@ use abi_stable::std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 
 pub use abi_stable;
-pub use pending::{CachePadded, PendingPs, Round};
 
 /// A version of this ABI. Its layout is frozen: the loader reads it from a plugin before
 /// anything else, so it must read the same in every version.
@@ -166,101 +161,6 @@ macro_rules! export_abi_version {
         /// The safepoint ABI version this plugin was built against.
         #[unsafe(no_mangle)]
         pub static SAFEPOINT_ABI_VERSION: $crate::AbiVersion = $crate::ABI_VERSION;
-    };
-}
-
-/// Exports a strategy plugin: its ABI version ([`export_abi_version!`]) and its root module,
-/// `root_module`, whose constructor calls `new(host, config)` inside [`catch_panic`].
-///
-/// `new` is anything callable as `fn(HostRef, &str) -> Result<S, PluginError>` where `S`
-/// implements [`Strategy`]. The plugin crate depends on `abi_stable` itself, as
-/// `#[export_root_module]` needs.
-///
-/// ```
-/// use abi_stable::std_types::{RResult, RVec};
-/// use safepoint_abi::{Capabilities, Counter, ErrorKind, HostRef, PId, PluginError};
-/// use safepoint_abi::{SafePointFnArc, Strategy};
-///
-/// /// A skeleton that refuses every barrier.
-/// struct Skeleton;
-///
-/// impl Strategy for Skeleton {
-///     fn for_each_p_internal(&self, _f: SafePointFnArc) -> RResult<(), PluginError> {
-///         Err(PluginError::new(ErrorKind::Unsupported, "for_each_p_internal", "a skeleton"))
-///             .into()
-///     }
-///
-///     fn on_poll(&self, _p: PId) -> RResult<(), PluginError> {
-///         Ok(()).into()
-///     }
-///
-///     fn counters(&self) -> RVec<Counter> {
-///         RVec::new()
-///     }
-/// }
-///
-/// safepoint_abi::export_strategy! {
-///     name: "skeleton",
-///     description: "refuses every barrier",
-///     capabilities: Capabilities::NONE,
-///     new: |_host: HostRef, _config: &str| Ok::<_, PluginError>(Skeleton),
-/// }
-///
-/// fn main() {
-///     let module = root_module();
-///     assert_eq!(module.name()().as_str(), "skeleton");
-///     assert_eq!(module.capabilities()(), Capabilities::NONE);
-/// }
-/// ```
-#[macro_export]
-macro_rules! export_strategy {
-    (
-        name: $name:literal,
-        description: $description:literal,
-        capabilities: $capabilities:expr,
-        new: $new:expr $(,)?
-    ) => {
-        $crate::export_abi_version!();
-
-        /// The plugin's root module.
-        #[$crate::abi_stable::export_root_module]
-        pub fn root_module() -> $crate::StrategyModRef {
-            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
-            use $crate::abi_stable::std_types::{RResult, RStr};
-
-            extern "C" fn name() -> RStr<'static> {
-                RStr::from_str($name)
-            }
-
-            extern "C" fn description() -> RStr<'static> {
-                RStr::from_str($description)
-            }
-
-            extern "C" fn capabilities() -> $crate::Capabilities {
-                $capabilities
-            }
-
-            extern "C" fn new(
-                host: $crate::HostRef,
-                config: RStr<'_>,
-            ) -> RResult<$crate::StrategyBox, $crate::PluginError> {
-                $crate::catch_panic("new", || {
-                    let strategy = ($new)(host, config.as_str())?;
-                    Ok($crate::Strategy_TO::from_value(
-                        strategy,
-                        $crate::abi_stable::sabi_trait::TD_Opaque,
-                    ))
-                })
-            }
-
-            $crate::StrategyMod {
-                name,
-                description,
-                capabilities,
-                new,
-            }
-            .leak_into_prefix()
-        }
     };
 }
 
@@ -477,84 +377,6 @@ impl fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-/// Runs a plugin entry point, turning a panic into [`ErrorKind::Panicked`].
-///
-/// Every `extern "C"` function and [`Strategy`] method of a plugin goes through this: a panic
-/// that unwinds across the boundary would end the process. The panic prints nothing itself:
-/// its message and location (and a backtrace, if `RUST_BACKTRACE` asks for one) go into the
-/// error, which the host prints once. A strategy that fails on every poll is one line, not
-/// one panic report per poll.
-pub fn catch_panic<T>(
-    entry_point: &str,
-    body: impl FnOnce() -> Result<T, PluginError>,
-) -> RResult<T, PluginError> {
-    quiet_panics::install();
-    let outer = quiet_panics::catching(true);
-    let result = catch_unwind(AssertUnwindSafe(body));
-    quiet_panics::catching(outer);
-    match result {
-        Ok(result) => result.into(),
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
-            let (location, backtrace) = quiet_panics::take_caught();
-            RResult::RErr(PluginError::new(
-                ErrorKind::Panicked,
-                entry_point,
-                format!("panicked{location}: {what}{backtrace}"),
-            ))
-        }
-    }
-}
-
-/// The panic hook behind [`catch_panic`]: silent for a panic it will catch, the hook it
-/// replaced for every other. (A plugin links its own copy of std, with a hook of its own.)
-mod quiet_panics {
-    use std::backtrace::{Backtrace, BacktraceStatus};
-    use std::cell::{Cell, RefCell};
-    use std::sync::Once;
-
-    thread_local! {
-        static CATCHING: Cell<bool> = const { Cell::new(false) };
-        /// Where the caught panic happened, and its backtrace if one was asked for.
-        static CAUGHT: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
-    }
-
-    pub(super) fn install() {
-        static INSTALL: Once = Once::new();
-        INSTALL.call_once(|| {
-            let previous = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                if !CATCHING.with(Cell::get) {
-                    return previous(info);
-                }
-                let location = info
-                    .location()
-                    .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
-                    .unwrap_or_default();
-                let backtrace = Backtrace::capture();
-                let backtrace = match backtrace.status() {
-                    BacktraceStatus::Captured => format!("\nbacktrace:\n{backtrace}"),
-                    _ => String::new(),
-                };
-                CAUGHT.with(|caught| *caught.borrow_mut() = (location, backtrace));
-            }));
-        });
-    }
-
-    /// Sets whether the thread is inside [`super::catch_panic`]; returns the old setting.
-    pub(super) fn catching(on: bool) -> bool {
-        CATCHING.with(|c| c.replace(on))
-    }
-
-    pub(super) fn take_caught() -> (String, String) {
-        CAUGHT.with(|caught| std::mem::take(&mut *caught.borrow_mut()))
-    }
-}
-
 /// A named counter a strategy reports for the run summary (signals sent, futex waits, ...).
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
@@ -706,8 +528,8 @@ pub type HostRef = Host_TO<'static, RArc<()>>;
 
 /// A safe-point strategy: the mechanism behind Go's `forEachPInternal`.
 ///
-/// Methods may be called from any thread. Every implementation wraps its body in
-/// [`catch_panic`].
+/// Methods may be called from any thread. Every implementation wraps its body in a
+/// `catch_panic` (the kit's), so that no panic unwinds across the boundary.
 #[sabi_trait]
 pub trait Strategy: Send + Sync {
     /// Runs `f` for every P, once, at a safe point of that P.
@@ -806,84 +628,4 @@ impl RootModule for StrategyModRef {
     const BASE_NAME: &'static str = "safepoint_strategy";
     const NAME: &'static str = "safepoint strategy";
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
-}
-
-/// Parses a config string of the form `key=value,key=value`. Empty text gives no pairs.
-///
-/// ```
-/// let pairs = safepoint_abi::parse_config("entry_point", "spin=64,yield=on").unwrap();
-/// assert_eq!(pairs, vec![("spin", "64"), ("yield", "on")]);
-/// assert!(safepoint_abi::parse_config("new", "spin").is_err());
-/// ```
-pub fn parse_config<'a>(
-    entry_point: &str,
-    config: &'a str,
-) -> Result<Vec<(&'a str, &'a str)>, PluginError> {
-    config
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| {
-            item.split_once('=')
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .ok_or_else(|| {
-                    PluginError::new(
-                        ErrorKind::InvalidConfig,
-                        entry_point,
-                        format!("config item `{item}` is not of the form key=value"),
-                    )
-                })
-        })
-        .collect()
-}
-
-/// Parses the value of config key `key` as a duration: a number and a unit, `ns`,
-/// `us` (or `µs`), `ms` or `s`.
-///
-/// ```
-/// use std::time::Duration;
-/// use safepoint_abi::parse_config_duration;
-///
-/// assert_eq!(parse_config_duration("new", "repoke", "250us"), Ok(Duration::from_micros(250)));
-/// assert_eq!(parse_config_duration("new", "repoke", "2ms"), Ok(Duration::from_millis(2)));
-/// let err = parse_config_duration("new", "repoke", "2").unwrap_err();
-/// assert_eq!(err.message.as_str(), "repoke=2: expected a number and a unit (ns, us, ms, s), e.g. 500us");
-/// ```
-pub fn parse_config_duration(
-    entry_point: &str,
-    key: &str,
-    value: &str,
-) -> Result<Duration, PluginError> {
-    parse_duration(value).ok_or_else(|| {
-        PluginError::invalid_config(
-            entry_point,
-            format!("{key}={value}: expected a number and a unit (ns, us, ms, s), e.g. 500us"),
-        )
-    })
-}
-
-/// Parses a duration written as a number and a unit: `ns`, `us` (or `µs`), `ms`, `s` or `m`,
-/// as in `500us`, `2ms`, `1.5s`. `None` for anything else.
-///
-/// ```
-/// use std::time::Duration;
-/// use safepoint_abi::parse_duration;
-/// assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
-/// assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-/// assert_eq!(parse_duration("10"), None);
-/// assert_eq!(parse_duration("10h"), None);
-/// ```
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-    let (number, unit) = text.split_at(split);
-    let seconds_per_unit = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        _ => return None,
-    };
-    let number: f64 = number.parse().ok()?;
-    Duration::try_from_secs_f64(number * seconds_per_unit).ok()
 }

@@ -365,9 +365,9 @@ fn parse_served_ps(s: &str) -> Result<ServedPs, String> {
     s.parse()
 }
 
-/// Parses `10s`, `500ms`, `100us`, `2m` (see `safepoint_abi::parse_duration`).
+/// Parses `10s`, `500ms`, `100us`, `2m` (see `safepoint_kit::config::parse_duration`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    safepoint_abi::parse_duration(s).ok_or_else(|| {
+    safepoint_kit::config::parse_duration(s).ok_or_else(|| {
         if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
             format!("`{s}` has no unit; write e.g. 10s, 500ms or 100us")
         } else {

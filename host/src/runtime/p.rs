@@ -19,7 +19,7 @@ pub(crate) mod poll_bits {
     pub(crate) const PREEMPT: u32 = 1 << 1;
 }
 
-use safepoint_abi::CachePadded;
+use safepoint_kit::CachePadded;
 
 pub(crate) struct P {
     pub(crate) id: PId,

@@ -80,11 +80,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, name: &str, f: impl FnOnce() + Send + 
 
 /// As Go does: a panic that no goroutine recovers ends the program.
 fn goroutine_panicked(id: GoId, name: &str, payload: &(dyn std::any::Any + Send)) -> ! {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    let msg = safepoint_kit::panic::message(payload);
     // Straight to the stream: `eprintln!` output may be captured (by the test harness) and
     // lost with the process.
     let _ = writeln!(

@@ -21,9 +21,10 @@ use crate::runtime::lock::Mutex;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RStr};
 use safepoint_abi::{
-    AbiVersion, CachePadded, Host, Host_TO, HostRef, LogLevel, MId, OsThread, PId, PStatus,
-    PluginError, SafePointFn, SafePointFn_TO, SafePointFnArc,
+    AbiVersion, Host, Host_TO, HostRef, LogLevel, MId, OsThread, PId, PStatus, PluginError,
+    SafePointFn, SafePointFn_TO, SafePointFnArc,
 };
+use safepoint_kit::CachePadded;
 
 use crate::runtime::trace::{EventKind, Tracer};
 use crate::runtime::{self, P, Shared, current_p, poll_bits};
@@ -628,11 +629,7 @@ where
             trace.p(p, EventKind::FnEnd);
         }
         if let Err(payload) = result {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            let msg = safepoint_kit::panic::message(&*payload);
             tally.panicked.lock().get_or_insert((p, msg));
         }
         slot.ran.store(true, Ordering::Release);

@@ -53,7 +53,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use safepoint_kit::futex;
 use safepoint_kit::sched;
 
-use safepoint_abi::{CachePadded, PStatus};
+use safepoint_abi::PStatus;
+use safepoint_kit::CachePadded;
 
 use crate::runtime::P;
 use crate::runtime::status::backoff;

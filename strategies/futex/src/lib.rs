@@ -12,15 +12,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RVec};
-use safepoint_abi::{
-    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, Round,
-    SafePointFnArc, Strategy, catch_panic, parse_config, parse_config_duration,
-};
-
+use safepoint_abi::{Capabilities, Counter, HostRef, PId, PluginError, SafePointFnArc, Strategy};
+use safepoint_kit::config::{parse_config, parse_config_duration};
 use safepoint_kit::futex::{Futex, WaitResult};
+use safepoint_kit::panic::catch_panic;
 use safepoint_kit::pending_count::{self as protocol, PendingCount};
+use safepoint_kit::{CachePadded, PendingPs, Round};
 
-safepoint_abi::export_strategy! {
+safepoint_kit::export_strategy! {
     name: "futex",
     description: "arms each P's poll word; the requester sleeps on a futex the last P wakes",
     capabilities: Capabilities::NO_BUSY_WAIT.union(Capabilities::SINGLE_P_HANDSHAKE),

@@ -9,14 +9,14 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use abi_stable::std_types::{RResult, RVec};
-use safepoint_abi::{
-    CachePadded, Capabilities, Counter, HostRef, PId, PendingPs, PluginError, Round,
-    SafePointFnArc, Strategy, catch_panic, parse_config,
-};
+use safepoint_abi::{Capabilities, Counter, HostRef, PId, PluginError, SafePointFnArc, Strategy};
+use safepoint_kit::config::parse_config;
 use safepoint_kit::futex::Futex;
+use safepoint_kit::panic::catch_panic;
 use safepoint_kit::pending_count::{self, PendingCount};
+use safepoint_kit::{CachePadded, PendingPs, Round};
 
-safepoint_abi::export_strategy! {
+safepoint_kit::export_strategy! {
     name: "polling",
     description: "arms each P's poll word; the requester spins with bounded backoff",
     capabilities: Capabilities::SINGLE_P_HANDSHAKE,

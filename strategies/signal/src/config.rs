@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use safepoint_abi::{ErrorKind, PluginError, parse_config};
+use safepoint_abi::{ErrorKind, PluginError};
+use safepoint_kit::config::{parse_config, parse_duration};
 
 /// The signal sent by default: Go's `sigPreempt`. Its default action is to do nothing, few
 /// programs use it, and the kernel never sends it on its own except for out-of-band socket
@@ -125,19 +126,6 @@ fn invalid(message: String) -> PluginError {
     PluginError::new(ErrorKind::InvalidConfig, "new", message)
 }
 
-/// Parses `10us`, `250µs`, `1ms`, `5000ns`.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    match unit {
-        "ns" => Some(Duration::from_nanos(number)),
-        "us" | "µs" => Some(Duration::from_micros(number)),
-        "ms" => Some(Duration::from_millis(number)),
-        _ => None,
-    }
-}
-
 impl Config {
     pub(crate) fn parse(config: &str) -> Result<Config, PluginError> {
         let mut parsed = Config {
@@ -157,8 +145,8 @@ impl Config {
                         })
                         .ok_or_else(|| {
                             invalid(format!(
-                                "resignal={value}: expected a duration from 10us to 1000ms, \
-                                 with its unit (ns, us, ms)"
+                                "resignal={value}: expected a duration from 10us to 1s, \
+                                 with its unit (ns, us, ms, s)"
                             ))
                         })?;
                 }
@@ -169,7 +157,7 @@ impl Config {
                         .ok_or_else(|| {
                             invalid(format!(
                                 "grace={value}: expected auto or a duration from 0ns to 1ms, \
-                                 with its unit (ns, us, ms)"
+                                 with its unit (ns, us, ms, s)"
                             ))
                         })?;
                     parsed.grace = Some(grace);
@@ -234,7 +222,13 @@ mod tests {
         assert!(err("signal=SIGSEGV").contains("expected one of SIGURG"));
         assert!(err("signal=SIGRTMIN+999").contains("SIGRTMIN+N"));
         assert!(err("resignal=100").contains("with its unit"));
-        assert!(err("resignal=5s").contains("from 10us to 1000ms"));
+        assert!(err("resignal=5s").contains("from 10us to 1s"));
+        assert_eq!(
+            Config::parse("resignal=1s")
+                .expect("the grammar of every strategy")
+                .resignal,
+            Duration::from_secs(1)
+        );
         assert!(err("spin=99").contains("from 0 to 20"));
         assert!(err("grace=2s").contains("from 0ns to 1ms"));
         assert_eq!(

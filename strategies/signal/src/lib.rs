@@ -21,16 +21,18 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RResult, RVec};
 use safepoint_abi::{
-    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError, Round,
-    SafePointFnArc, Strategy, catch_panic,
+    Capabilities, Counter, ErrorKind, HostRef, MId, OsThread, PId, PStatus, PluginError,
+    SafePointFnArc, Strategy,
 };
+use safepoint_kit::Round;
+use safepoint_kit::panic::catch_panic;
 
 use config::Config;
 use marks::Settled;
 use state::State;
 use sys::handler::{Installation, Registered};
 
-safepoint_abi::export_strategy! {
+safepoint_kit::export_strategy! {
     name: "signal",
     description: "arms each P's poll word and signals its thread (SIGURG); the handler stops \
                   the P at an asynchronous safe point; late Ps are re-signalled every 100 µs",

@@ -4,7 +4,8 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use safepoint_abi::{CachePadded, Counter, HostRef, PendingPs};
+use safepoint_abi::{Counter, HostRef};
+use safepoint_kit::{CachePadded, PendingPs};
 
 use std::time::Duration;
 

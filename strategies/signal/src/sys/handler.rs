@@ -31,7 +31,7 @@
 //!      instruction bytes before the interrupted PC, which is mapped since execution resumes
 //!      there);
 //!    - asks the host for the thread's P (`Host::current_p`) and whether the P is pending in
-//!      the barrier ([`PendingPs::is_pending`](safepoint_abi::PendingPs::is_pending)): both
+//!      the barrier ([`PendingPs::is_pending`](safepoint_kit::PendingPs::is_pending)): both
 //!      async-signal-safe by their contracts;
 //!    - asks whether the interrupted code is at an asynchronous safe point
 //!      (`Host::at_async_safe_point`, async-signal-safe by contract) and whether its PC lies

@@ -35,11 +35,14 @@ use std::thread::JoinHandle;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RVec};
 use safepoint_abi::{
-    Capabilities, Counter, ErrorKind, HostRef, LogLevel, MId, OsThread, PId, PendingPs,
-    PluginError, SafePointFn, SafePointFn_TO, SafePointFnArc, Strategy, catch_panic, parse_config,
+    Capabilities, Counter, ErrorKind, HostRef, LogLevel, MId, OsThread, PId, PluginError,
+    SafePointFn, SafePointFn_TO, SafePointFnArc, Strategy,
 };
+use safepoint_kit::PendingPs;
+use safepoint_kit::config::parse_config;
+use safepoint_kit::panic::catch_panic;
 
-safepoint_abi::export_strategy! {
+safepoint_kit::export_strategy! {
     name: "misbehave",
     description: "test plugin: a correct polling strategy, or one that breaks the for_each_p \
                   contract on request",

@@ -15,7 +15,7 @@
 
 use std::cell::UnsafeCell;
 
-use crate::SafePointFnArc;
+use safepoint_abi::SafePointFnArc;
 
 /// `f` of the round in flight, or of the last one (it is replaced by the next `begin`).
 pub(super) struct PublishedFn(UnsafeCell<Option<SafePointFnArc>>);

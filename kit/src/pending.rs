@@ -9,8 +9,8 @@ mod published;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::{HostRef, PId, PStatus, SafePointFnArc};
 use published::PublishedFn;
+use safepoint_abi::{HostRef, PId, PStatus, SafePointFnArc};
 
 /// A value on a cache line of its own (128 bytes: two lines, for the adjacent-line
 /// prefetcher), so that Ps writing neighbouring values do not contend.
@@ -261,7 +261,7 @@ impl PendingPs {
         self.begin_round(host, f, own, others)
     }
 
-    /// Starts a single-P handshake ([`crate::Strategy::handshake`]): as [`PendingPs::begin`],
+    /// Starts a single-P handshake ([`Strategy::handshake`](safepoint_abi::Strategy::handshake)): as [`PendingPs::begin`],
     /// but only `p` is marked pending (none if it is `Dead` or out of range), and the
     /// requester's own P takes no part ([`Round::own`] is `None`). Everything else about the
     /// round (arming, serving, ending, abandoning) is that of a barrier over one P.
@@ -494,11 +494,11 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicU32;
 
-    use abi_stable::sabi_trait::TD_Opaque;
-    use abi_stable::std_types::{RArc, ROption, RStr};
+    use safepoint_abi::abi_stable::sabi_trait::TD_Opaque;
+    use safepoint_abi::abi_stable::std_types::{RArc, ROption, RStr};
 
     use super::*;
-    use crate::{Host, Host_TO, LogLevel, OsThread, SafePointFn, SafePointFn_TO};
+    use safepoint_abi::{Host, Host_TO, LogLevel, OsThread, SafePointFn, SafePointFn_TO};
 
     /// A runtime of four Ps: P0 is the caller's, P1 runs, P2 is idle, P3 is dead.
     #[derive(Clone)]
@@ -551,8 +551,8 @@ mod tests {
         }
         fn give_way(&self, _p: PId) {}
 
-        fn abi_version(&self) -> crate::AbiVersion {
-            crate::ABI_VERSION
+        fn abi_version(&self) -> safepoint_abi::AbiVersion {
+            safepoint_abi::ABI_VERSION
         }
 
         fn trace_signal(&self, _p: PId, _resend: bool) {}
