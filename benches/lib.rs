@@ -21,7 +21,7 @@ pub fn shipped_strategies() -> Vec<Plugin> {
 }
 
 /// `criterion_group!` and `criterion_main!` for a bench file whose benchmarks are in
-/// `$target`, configured by [`criterion`].
+/// `$target`, configured by [`criterion()`](crate::criterion()).
 #[macro_export]
 macro_rules! bench_main {
     ($target:path) => {

@@ -5,7 +5,7 @@
 //! - [`export_strategy!`]: a plugin's exports, its constructor inside [`panic::catch_panic`];
 //! - [`pending`]: which Ps a barrier still waits for, the barrier's function, and the two
 //!   ways a P is served ([`PendingPs`]), and [`CachePadded`];
-//! - [`panic`]: [`catch_panic`](panic::catch_panic) around every entry point, and the one
+//! - [`panic`](mod@panic): [`catch_panic`](panic::catch_panic) around every entry point, and the one
 //!   formatter of a panic's payload;
 //! - [`config`]: the one grammar of config strings and durations;
 //! - [`futex`]: the `futex(2)` wait and wake, the one futex layer of the workspace, and the
@@ -29,7 +29,7 @@ pub mod sched;
 
 pub use pending::{CachePadded, PendingPs, Round};
 
-/// Exports a strategy plugin: its ABI version ([`export_abi_version!`]) and its root module,
+/// Exports a strategy plugin: its ABI version ([`export_abi_version!`](safepoint_abi::export_abi_version)) and its root module,
 /// `root_module`, whose constructor calls `new(host, config)` inside [`catch_panic`](panic::catch_panic).
 ///
 /// `new` is anything callable as `fn(HostRef, &str) -> Result<S, PluginError>` where `S`

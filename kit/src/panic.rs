@@ -23,7 +23,7 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
 
 /// Runs a plugin entry point, turning a panic into [`ErrorKind::Panicked`].
 ///
-/// Every `extern "C"` function and [`Strategy`] method of a plugin goes through this: a panic
+/// Every `extern "C"` function and [`Strategy`](safepoint_abi::Strategy) method of a plugin goes through this: a panic
 /// that unwinds across the boundary would end the process. The panic prints nothing itself:
 /// its message and location (and a backtrace, if `RUST_BACKTRACE` asks for one) go into the
 /// error, which the host prints once. A strategy that fails on every poll is one line, not

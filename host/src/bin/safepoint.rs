@@ -90,7 +90,7 @@ struct DeadlockArgs {
 #[derive(Args, Debug, Default)]
 struct TraceArgs {
     /// Write a trace of every barrier as Chrome trace event JSON (open it in
-    /// https://ui.perfetto.dev or chrome://tracing): one track per P, one for the requester.
+    /// ui.perfetto.dev or chrome://tracing): one track per P, one for the requester.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
     /// Draw the slowest barriers of the trace as SVG, one row per P.

@@ -4,7 +4,7 @@
 //!   their P's cache. Both are P-local: only the owner appends, inside a non-preemptible
 //!   region. Each mutator also keeps a root set (its "stack"), changed only while it runs.
 //! - **Background mark workers** are goroutines. Each scans goroutine stacks on its system
-//!   stack, `Waiting(GC worker (active))`, with [`suspend_g`]: a running goroutine is first
+//!   stack, `Waiting(GC worker (active))`, with `suspend_g`: a running goroutine is first
 //!   brought to a safe point, a waiting one is scanned in place. With a strategy that has
 //!   `single-p-handshake`, a running goroutine is reached by a single-P handshake (Go's
 //!   `preemptM`) and scanned inside it: with `signal`, even one that never polls.
