@@ -614,6 +614,9 @@ fn run(args: &RunArgs) -> CliResult {
 }
 
 fn soak(args: &SoakArgs) -> CliResult {
+    if let Some(arenas) = workloads::cap_malloc_arenas() {
+        eprintln!("soak: malloc arenas capped at {arenas} (set MALLOC_ARENA_MAX to choose)");
+    }
     let timeout = args
         .timeout
         .or(Duration::from_secs(10), TimeoutAction::Report);

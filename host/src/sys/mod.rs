@@ -32,6 +32,14 @@ fn clock_nanos(clock: libc::clockid_t) -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Caps glibc's malloc at `arenas` arenas (`mallopt(M_ARENA_MAX)`); false if it refused.
+/// Call it before threads allocate: an arena, once made, stays.
+pub(crate) fn cap_malloc_arenas(arenas: i32) -> bool {
+    // SAFETY: mallopt takes plain integers and has no other precondition; M_ARENA_MAX only
+    // limits arenas made from now on.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
+}
+
 /// The effective user id: whose files a loaded plugin may be.
 pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -50,7 +50,7 @@ pub use alloc::{AllocError, AllocReport};
 pub use compute::{ComputeError, ComputeReport, KernelRate, Matmul, Polls};
 pub use mutators::{MutatorReport, Mutators};
 pub use server::{ServerError, ServerReport};
-pub use soak::{RSS_SLACK_KIB, SoakReport, soak};
+pub use soak::{MALLOC_ARENAS, RSS_SLACK_KIB, SoakReport, cap_malloc_arenas, soak};
 
 /// What the mutators do while barriers run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
