@@ -5,6 +5,7 @@ mod contract;
 mod futex;
 mod gc;
 mod handshake;
+mod in_process;
 mod loader;
 mod served;
 mod signal;

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use safepoint_abi::ErrorKind;
-use safepoint_host::plugin::{self, LoadError, SwapError};
-use safepoint_host::runtime::{Runtime, WaitReason};
+use safepoint_host::plugin::{self, LoadError};
+use safepoint_host::runtime::{Runtime, SwapError, WaitReason};
 use safepoint_host::safepoint::{BarrierError, OnTimeout, acquire_world, for_each_p};
 use safepoint_host::workloads::{self, Rotation, RunOptions, Workload};
 use safepoint_tests::{
@@ -63,7 +63,7 @@ fn a_swap_to_a_failing_constructor_keeps_the_old_strategy_working() {
         .swap_strategy(&misbehave(), "fail_new=no such mechanism here")
         .expect_err("the constructor fails");
     assert!(
-        matches!(&err, SwapError::Start(e) if matches!(&**e, LoadError::ConstructorFailed { message, .. } if message == "no such mechanism here")),
+        matches!(&err, SwapError::Start(e) if matches!(e.downcast_ref(), Some(LoadError::ConstructorFailed { message, .. }) if message == "no such mechanism here")),
         "{err:?}"
     );
     assert!(

@@ -22,14 +22,11 @@ use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::RResult;
 use safepoint_abi::{ABI_VERSION, AbiVersion, Capabilities, ErrorKind, HostRef, StrategyModRef};
 
-mod swap;
 mod trust;
 
-pub(crate) use swap::swap;
-pub use swap::{SwapError, SwapReport};
 pub use trust::{LoadOptions, Problem, Sha256, StrategySpec};
 
-use crate::safepoint::ActiveStrategy;
+use crate::runtime::{ActiveStrategy, StrategyConstructor};
 use crate::sys::dl;
 
 /// The environment variable holding extra plugin directories, separated by `:`.
@@ -380,19 +377,19 @@ impl Plugin {
     pub fn abi_version(&self) -> AbiVersion {
         self.abi_version
     }
+}
 
-    /// Calls the plugin's constructor.
-    pub(crate) fn instantiate(
-        &self,
-        host: HostRef,
-        config: &str,
-    ) -> Result<ActiveStrategy, LoadError> {
+/// A loaded plugin constructs its strategy by calling the plugin's constructor.
+impl StrategyConstructor for Plugin {
+    type Error = LoadError;
+
+    fn construct(&self, host: HostRef, config: &str) -> Result<ActiveStrategy, LoadError> {
         match (self.module.new())(host, config.into()) {
-            RResult::ROk(object) => Ok(ActiveStrategy {
-                name: self.name.clone(),
-                capabilities: self.capabilities,
+            RResult::ROk(object) => Ok(ActiveStrategy::new(
+                self.name.clone(),
+                self.capabilities,
                 object,
-            }),
+            )),
             RResult::RErr(e) if e.kind == ErrorKind::Panicked => Err(LoadError::Panicked {
                 plugin: self.name.clone(),
                 path: self.path.clone(),

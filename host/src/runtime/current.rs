@@ -387,16 +387,15 @@ pub(crate) fn shared_of_current() -> Option<Arc<Shared>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{self, SearchPath};
+    use crate::runtime::strategy::no_barriers;
     use crate::runtime::{Runtime, Sema};
     use std::sync::atomic::AtomicBool;
 
     #[test]
     fn async_safe_points_are_goroutine_code_outside_regions_and_runtime_locks() {
-        let polling = plugin::load("polling", &SearchPath::default()).expect("polling plugin");
         let rt = Runtime::builder()
             .procs(1)
-            .build(&polling, "")
+            .build(&no_barriers::Constructor, "")
             .expect("runtime");
         assert!(!at_async_safe_point(), "not on an M");
         let seen = rt.block_on(|| {
@@ -431,10 +430,9 @@ mod tests {
     /// signal landing there finds no asynchronous safe point.
     #[test]
     fn a_blocking_section_holds_no_p_while_another_m_runs_it() {
-        let polling = plugin::load("polling", &SearchPath::default()).expect("polling plugin");
         let rt = Runtime::builder()
             .procs(1)
-            .build(&polling, "")
+            .build(&no_barriers::Constructor, "")
             .expect("runtime");
         let seen = rt.block_on(|| {
             let before = current_p_id();

@@ -14,7 +14,9 @@ mod p;
 mod preempt;
 mod sched;
 pub(crate) mod status;
+mod strategy;
 mod strategy_slot;
+mod swap;
 mod sync;
 mod time;
 pub mod trace;
@@ -46,12 +48,12 @@ pub(crate) use p::{P, poll_bits};
 pub(crate) use preempt::{TrySuspend, suspend_g, suspend_running_on, try_suspend_g};
 pub(crate) use sched::ready;
 pub(crate) use status::backoff;
+pub use strategy::{ActiveStrategy, StrategyConstructor};
+pub(crate) use swap::swap;
+pub use swap::{SwapError, SwapReport};
 
-use crate::plugin::{LoadError, Plugin};
 use crate::safepoint::log::{self, RateLimit};
-use crate::safepoint::{
-    ActiveStrategy, BarrierWatch, Gate, SafepointConfig, ServedPs, Tally, TimeoutReport,
-};
+use crate::safepoint::{BarrierWatch, Gate, SafepointConfig, ServedPs, Tally, TimeoutReport};
 use sched::Sched;
 use strategy_slot::StrategySlot;
 use time::Timers;
@@ -216,9 +218,14 @@ impl Builder {
         self
     }
 
-    /// Starts the runtime with the strategy of `plugin`, configured by `config`
-    /// (the text after `NAME:` in `--strategy`).
-    pub fn build(self, plugin: &Plugin, config: &str) -> Result<Runtime, LoadError> {
+    /// Starts the runtime with the strategy that `strategy` constructs (a loaded
+    /// `plugin::Plugin`, say), configured by `config` (the text after `NAME:` in
+    /// `--strategy`).
+    pub fn build<C: StrategyConstructor + ?Sized>(
+        self,
+        strategy: &C,
+        config: &str,
+    ) -> Result<Runtime, C::Error> {
         assert!(self.procs > 0, "a runtime needs at least one P");
         let ps: Vec<P> = (0..self.procs).map(|i| P::new(PId(i as u32))).collect();
         let ps: &'static [P] = Box::leak(ps.into_boxed_slice());
@@ -247,7 +254,7 @@ impl Builder {
                 .map(|events| Arc::new(trace::Tracer::new(self.procs, events))),
             log_limit: RateLimit::default(),
         });
-        let strategy = plugin.instantiate(crate::safepoint::host_ref(&shared), config)?;
+        let strategy = strategy.construct(crate::safepoint::host_ref(&shared), config)?;
         shared.strategy.replace(Some(Arc::new(strategy)));
         for p in shared.ps {
             shared.sched.lock().idle_ps.push(p.id);

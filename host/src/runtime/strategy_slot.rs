@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use crate::safepoint::ActiveStrategy;
+use super::ActiveStrategy;
 
 pub(crate) struct StrategySlot(ArcSwapOption<ActiveStrategy>);
 

@@ -82,7 +82,7 @@ impl std::fmt::Display for ReachedBy {
     }
 }
 
-/// A phase of a GC cycle (`crate::gc`).
+/// A phase of a GC cycle (the `gc` module, above the runtime).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GcPhase {
     /// Concurrent mark begins.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use safepoint_abi::{Capabilities, MId, PId, PStatus, PluginError, StrategyBox};
+use safepoint_abi::{Capabilities, MId, PId, PStatus, PluginError};
 
 use crate::runtime::trace::{self, EventKind, ReachedBy};
 use crate::runtime::{
@@ -38,13 +38,6 @@ pub use timeout::{LateP, OnTimeout, TIMEOUT_EXIT_STATUS, TimeoutReport};
 
 /// A barrier's function, shared between the threads that run it for each P.
 pub type BarrierFn = Arc<dyn Fn(PId) + Send + Sync>;
-
-/// The strategy a runtime uses now.
-pub(crate) struct ActiveStrategy {
-    pub(crate) name: String,
-    pub(crate) capabilities: Capabilities,
-    pub(crate) object: StrategyBox,
-}
 
 /// The poll's slow path and every scheduler transition: if a strategy armed `p`, call its
 /// `on_poll`, and return true. The caller is `p`'s M, outside any non-preemptible region.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use safepoint_abi::{MId, PId, PStatus, SafePointFnArc};
 
-use super::ActiveStrategy;
+use crate::runtime::ActiveStrategy;
 use crate::runtime::lock::Mutex;
 use crate::runtime::trace::TraceEvent;
 use crate::runtime::{GStatus, GoId, Shared};

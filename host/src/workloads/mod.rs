@@ -41,9 +41,10 @@ use hdrhistogram::Histogram;
 use safepoint_abi::{Capabilities, PId};
 
 use crate::gc::{CycleReport, Gc, GcError};
-use crate::plugin::{Plugin, SwapError, swap};
+use crate::plugin::Plugin;
 use crate::runtime::lock::Mutex;
 use crate::runtime::{self, Runtime, WaitGroup, WaitReason};
+use crate::runtime::{SwapError, swap};
 use crate::safepoint::{self, BarrierError, BarrierReport, ServedPs, ServedPsStats};
 
 pub use alloc::{AllocError, AllocReport};

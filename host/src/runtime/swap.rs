@@ -2,7 +2,8 @@
 //!
 //! The order keeps the runtime working whatever fails:
 //!
-//! 1. Construct the new strategy. If its constructor fails, nothing has changed.
+//! 1. Construct the new strategy ([`StrategyConstructor`]). If its constructor fails, nothing
+//!    has changed.
 //! 2. Take worldsema: no barrier is in flight, and none starts, until the swap is done.
 //! 3. Attach every M to the new strategy. If one attach fails, detach the others, shut the
 //!    new strategy down, and leave the old one active.
@@ -15,15 +16,14 @@
 //!    flight) is its own to drain at shutdown, and the detaches before it must not end
 //!    that (see the signal strategy's README, "Retirement").
 
-use crate::runtime::trace::EventKind;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use safepoint_abi::{MId, PluginError};
 
-use super::{LoadError, Plugin};
-use crate::runtime::{Runtime, Shared, current_m, in_goroutine, status::backoff};
+use super::trace::EventKind;
+use super::{Runtime, Shared, StrategyConstructor, current_m, in_goroutine, status::backoff};
 use crate::safepoint::{self, host_ref};
 
 /// What a swap did.
@@ -58,9 +58,10 @@ impl fmt::Display for SwapReport {
 /// Why a swap failed. The old strategy is still active and working.
 #[derive(Debug, thiserror::Error)]
 pub enum SwapError {
-    /// The new strategy could not be constructed.
+    /// The new strategy could not be constructed: the constructor's error (a
+    /// `plugin::LoadError` for a plugin).
     #[error("cannot swap to a new strategy, the old one stays active: {0}")]
-    Start(#[source] Box<LoadError>),
+    Start(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The new strategy refused an M.
     #[error(
         "cannot swap to strategy {strategy}, {old} stays active: attaching {m} failed: {error}"
@@ -83,8 +84,8 @@ pub enum SwapError {
 }
 
 impl Runtime {
-    /// Replaces the active strategy with a new instance of `plugin`, configured by `config`,
-    /// while the runtime runs. See the module documentation for the order of steps; on
+    /// Replaces the active strategy with a new one that `strategy` constructs (a loaded
+    /// `plugin::Plugin`, say), configured by `config`, while the runtime runs. See the module documentation for the order of steps; on
     /// error the old strategy stays active and working.
     ///
     /// Call it from one of this runtime's goroutines or from a plain thread.
@@ -96,30 +97,36 @@ impl Runtime {
     /// let report = rt.swap_strategy(&polling, "spin=2").unwrap();
     /// assert_eq!((report.old.as_str(), report.new.as_str()), ("polling", "polling"));
     /// ```
-    pub fn swap_strategy(&self, plugin: &Plugin, config: &str) -> Result<SwapReport, SwapError> {
+    pub fn swap_strategy<C>(&self, strategy: &C, config: &str) -> Result<SwapReport, SwapError>
+    where
+        C: StrategyConstructor + Clone + Send + 'static,
+    {
         match current_m() {
             Some(m) if Arc::ptr_eq(&m.shared, &self.shared) && in_goroutine() => {
-                swap(&self.shared, plugin, config)
+                swap(&self.shared, strategy, config)
             }
             Some(_) => Err(SwapError::WrongRuntime),
             None => {
-                let (shared, plugin, config) =
-                    (Arc::clone(&self.shared), plugin.clone(), config.to_owned());
-                self.block_on(move || swap(&shared, &plugin, &config))
+                let (shared, strategy, config) = (
+                    Arc::clone(&self.shared),
+                    strategy.clone(),
+                    config.to_owned(),
+                );
+                self.block_on(move || swap(&shared, &strategy, &config))
             }
         }
     }
 }
 
 /// The swap itself, on a goroutine of the runtime behind `shared`.
-pub(crate) fn swap(
+pub(crate) fn swap<C: StrategyConstructor + ?Sized>(
     shared: &Arc<Shared>,
-    plugin: &Plugin,
+    strategy: &C,
     config: &str,
 ) -> Result<SwapReport, SwapError> {
     let start = Instant::now();
-    let new = plugin
-        .instantiate(host_ref(shared), config)
+    let new = strategy
+        .construct(host_ref(shared), config)
         .map_err(|e| SwapError::Start(Box::new(e)))?;
     let world = safepoint::acquire_world();
     let held = Instant::now();
