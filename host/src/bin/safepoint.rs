@@ -195,17 +195,27 @@ struct CompareArgs {
     /// Strategies to compare [default: every plugin found, except test plugins].
     #[arg(long, value_name = "SPEC,SPEC,...", value_delimiter = ',')]
     strategies: Vec<String>,
-    /// P counts [default: 1,2,4,8,16; --quick: 1,2,4].
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = clap::value_parser!(u32).range(1..=1024),
+        help = compare_defaults("P counts", |o| join(&o.procs))
+    )]
     procs: Vec<u32>,
-    /// Workloads [default: all; --quick: poll,mixed,nopoll].
-    #[arg(long, value_delimiter = ',', value_parser = workload_parser())]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = workload_parser(),
+        help = compare_defaults("Workloads", |o| join(&o.workloads))
+    )]
     workloads: Vec<Workload>,
-    /// Barriers per row, at most [default: 5000; --quick: 500].
-    #[arg(long)]
+    #[arg(long, help = compare_defaults("Barriers per row, at most", |o| o.barriers.to_string()))]
     barriers: Option<u64>,
-    /// Time per row, at most [default: 500ms; --quick: 150ms].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_parser = parse_duration,
+        help = compare_defaults("Time per row, at most", |o| format!("{:?}", o.duration))
+    )]
     duration: Option<Duration>,
     /// A smaller matrix: about ten seconds instead of about a minute.
     #[arg(long)]
@@ -351,6 +361,28 @@ impl WorkloadArgs {
 }
 
 /// `--workload`'s values, each with its description, listed from [`Workload::ALL`].
+/// `what [default: FULL; --quick: QUICK]`, read from the options `compare` starts from, so
+/// that the help cannot drift from them.
+fn compare_defaults(what: &str, value: impl Fn(&CompareOptions) -> String) -> String {
+    let (full, quick) = (
+        CompareOptions::full(Vec::new()),
+        CompareOptions::quick(Vec::new()),
+    );
+    format!(
+        "{what} [default: {}; --quick: {}]",
+        value(&full),
+        value(&quick)
+    )
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn workload_parser() -> impl TypedValueParser<Value = Workload> {
     PossibleValuesParser::new(
         Workload::ALL.map(|w| PossibleValue::new(w.name()).help(w.description())),
