@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use safepoint_abi::Capabilities;
 
-use crate::sys::{self, futex, signal};
+use crate::sys::{self, signal};
 use crate::workloads::latency_histogram;
+use safepoint_kit::futex;
 
 /// A mechanism's raw primitive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -195,10 +196,10 @@ fn futex_round_trips(n: u64, sink: Sink<'_>) -> Duration {
                     if seen == i {
                         break;
                     }
-                    futex::wait(ping, seen);
+                    futex::wait(ping, seen, None);
                 }
                 pong.store(i, Ordering::Release);
-                futex::wake_one(pong);
+                futex::wake(pong, 1);
             }
         })
     };
@@ -206,13 +207,13 @@ fn futex_round_trips(n: u64, sink: Sink<'_>) -> Duration {
     let elapsed = timed(n, sink, Floor::Futex.batch(), |i| {
         let i = i as u32 + 1;
         ping.store(i, Ordering::Release);
-        futex::wake_one(ping);
+        futex::wake(ping, 1);
         loop {
             let seen = pong.load(Ordering::Acquire);
             if seen == i {
                 break;
             }
-            futex::wait(pong, seen);
+            futex::wait(pong, seen, None);
         }
     });
     echo.join().expect("echo thread");

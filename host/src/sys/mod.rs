@@ -6,7 +6,6 @@
 mod altstack;
 mod coroutine;
 pub(crate) mod dl;
-pub(crate) mod futex;
 pub(crate) mod signal;
 
 pub(crate) use altstack::AltStack;

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::sys::{futex_wait, futex_wake};
+use safepoint_kit::futex;
 
 /// The state of one P's stop in the signal handler, as a futex word.
 ///
@@ -88,7 +88,7 @@ impl ParkWord {
     /// resumes.
     pub(crate) fn release(&self) {
         if self.0.swap(RELEASED, Ordering::Release) & SLEEPING != 0 {
-            futex_wake(&self.0, 1);
+            futex::wake(&self.0, 1);
         }
     }
 
@@ -116,7 +116,7 @@ impl ParkWord {
             {
                 continue;
             }
-            futex_wait(&self.0, sleeping, None);
+            futex::wait(&self.0, sleeping, None);
         }
     }
 }
@@ -150,7 +150,7 @@ impl Wakeup {
     pub(crate) fn notify(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
-            futex_wake(&self.seq, 1);
+            futex::wake(&self.seq, 1);
         }
     }
 
@@ -158,7 +158,7 @@ impl Wakeup {
     pub(crate) fn sleep(&self, seen: u32, timeout: Duration) {
         self.sleeping.store(true, Ordering::SeqCst);
         if !self.moved(seen) {
-            futex_wait(&self.seq, seen, Some(timeout));
+            futex::wait(&self.seq, seen, Some(timeout));
         }
         self.sleeping.store(false, Ordering::SeqCst);
     }

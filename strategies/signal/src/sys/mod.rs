@@ -1,5 +1,5 @@
-//! Every syscall and raw FFI call of the strategy: futexes, thread-directed signals,
-//! signal masks, the loaded objects' code ranges, and (in
+//! Every syscall and raw FFI call of the strategy (futexes excepted: they are the kit's):
+//! thread-directed signals, signal masks, the loaded objects' code ranges, and (in
 //! [`handler`]) the signal handler itself with its installation.
 //!
 //! The rest of the crate is `#![deny(unsafe_code)]`; each `unsafe` block here says why it is
@@ -10,48 +10,6 @@ pub(crate) mod handler;
 
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::AtomicU32;
-use std::time::Duration;
-
-/// Sleeps while `*word == expected`, for at most `timeout`: `FUTEX_WAIT`. Returns early on a
-/// wake, a signal, a timeout, or if the word differs; callers re-check their condition.
-/// Async-signal-safe.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs() as libc::time_t,
-        tv_nsec: t.subsec_nanos() as libc::c_long,
-    });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
-    // SAFETY: `word` is a live, aligned 32-bit atomic for the duration of the call, and the
-    // kernel only reads it; `ts_ptr` is null or points at a timespec that outlives the call.
-    // FUTEX_WAIT has no other memory effects. Its result needs no handling: every outcome
-    // (woken, EAGAIN, EINTR, ETIMEDOUT) means "re-check".
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            ts_ptr,
-        );
-    }
-}
-
-/// Wakes up to `n` threads sleeping in [`futex_wait`] on `word`. Async-signal-safe.
-pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
-    // SAFETY: FUTEX_WAKE only uses the address of `word` as a key; it reads and writes no
-    // memory.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            n,
-        );
-    }
-}
 
 /// The calling thread's kernel id. Async-signal-safe: a bare syscall.
 pub(crate) fn gettid() -> i32 {
