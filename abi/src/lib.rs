@@ -71,7 +71,7 @@
 //!    is needed: a plugin newer than the host is refused, so every plugin that calls it
 //!    runs in a host that has it.
 //! 3. Bump [`ABI_VERSION`]'s minor and this crate's package version (`2.2.0`) together.
-//! 4. Implement a [`Host`] method in the host (`host/src/safepoint/host.rs`) and in the test
+//! 4. Implement a [`Host`] method in the host (`host/src/runtime/host.rs`) and in the test
 //!    hosts that implement [`Host`] (the tests of `kit/src/pending.rs`).
 //! 5. For a new root-module field, add it after `new` with `#[sabi(missing_field(option))]`
 //!    and read it through its accessor, which is `None` for an older plugin.

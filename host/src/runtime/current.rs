@@ -15,10 +15,10 @@ use safepoint_abi::{MId, PStatus};
 use super::g::{G, GoId, NO_M, Switch};
 use super::m::M;
 use super::p::{P, poll_bits};
+use super::serve as safe_point;
 use super::status::{GStatus, WaitReason, backoff};
 use super::trace::ReachedBy;
 use super::{Shared, sched};
-use crate::safepoint;
 
 thread_local! {
     static CURRENT_M: RefCell<Option<Arc<M>>> = const { RefCell::new(None) };
@@ -214,8 +214,8 @@ fn poll_slow() {
     let Some(m) = current_m() else { return };
     let _runtime = RuntimeCode::enter();
     let Some(p) = current_p() else { return };
-    if safepoint::serve(&m.shared, p, ReachedBy::Poll) {
-        safepoint::give_way_on_goroutine(&m.shared, p);
+    if safe_point::serve(&m.shared, p, ReachedBy::Poll) {
+        safe_point::give_way_on_goroutine(&m.shared, p);
     }
     if p.poll.word.load(Ordering::Acquire) & poll_bits::PREEMPT != 0 {
         p.disarm(poll_bits::PREEMPT);
@@ -318,7 +318,7 @@ fn exit_syscall(m: Arc<M>, g: Arc<G>, p: &'static P) {
                 sched::wire_p(&m, p);
                 g.cas_status(GStatus::Syscall, GStatus::Running);
                 // A requester may have served the P while the goroutine was in the call.
-                safepoint::give_way_on_goroutine(&m.shared, p);
+                safe_point::give_way_on_goroutine(&m.shared, p);
                 return;
             }
             // A requester runs the barrier's function on our behalf; it gives the P back

@@ -4,21 +4,39 @@
 //! work stealing, idle Ps in a list and idle Ms asleep on their own condition variable,
 //! blocking sections that leave their P in `Syscall` for sysmon to retake, and sysmon's
 //! preemption of goroutines that run too long. See `sched.rs` for the M's loop.
+//!
+//! The runtime also owns its strategy, so that every layer above it only uses it:
+//!
+//! - the strategy slot and what fills it: [`ActiveStrategy`], built by any
+//!   [`StrategyConstructor`] (`strategy.rs`, `strategy_slot.rs`), and the swap protocol
+//!   (`swap.rs`);
+//! - the host's side of the ABI: the [`Host`](safepoint_abi::Host) vtable the strategy calls
+//!   back, with the exactly-once tally and the ownership checks of every `f(p)` (`host.rs`);
+//! - a P's safe-point path and worldsema (`serve.rs`), the served-P policy (`served.rs`),
+//!   and sysmon's safepoint timeout (`timeout.rs`), with the rate-limited log (`log.rs`).
+//!
+//! The order of the host's modules, each using only those before it: `sys`, `runtime`,
+//! `safepoint`, `plugin`, `gc`, `trace`, `workloads`, `floor`, `compare`, the CLI.
 
 mod current;
 mod dump;
 mod g;
+pub(crate) mod host;
 pub(crate) mod lock;
+pub(crate) mod log;
 mod m;
 mod p;
 mod preempt;
 mod sched;
+mod serve;
+mod served;
 pub(crate) mod status;
 mod strategy;
 mod strategy_slot;
 mod swap;
 mod sync;
 mod time;
+mod timeout;
 pub mod trace;
 
 use std::collections::HashMap;
@@ -52,11 +70,16 @@ pub use strategy::{ActiveStrategy, StrategyConstructor};
 pub(crate) use swap::swap;
 pub use swap::{SwapError, SwapReport};
 
-use crate::safepoint::log::{self, RateLimit};
-use crate::safepoint::{BarrierWatch, Gate, SafepointConfig, ServedPs, Tally, TimeoutReport};
+pub(crate) use host::{Tally, host_ref};
+use log::RateLimit;
 use sched::Sched;
+pub use serve::{WorldGuard, acquire_world};
+pub(crate) use served::Gate;
+pub use served::{ServedPs, ServedPsStats};
 use strategy_slot::StrategySlot;
 use time::Timers;
+pub(crate) use timeout::{BarrierWatch, SafepointConfig, check_timeout};
+pub use timeout::{LateP, OnTimeout, TIMEOUT_EXIT_STATUS, TimeoutReport};
 
 /// Default size of a goroutine stack.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
@@ -186,7 +209,7 @@ impl Builder {
     pub fn safepoint_timeout(
         mut self,
         timeout: Option<Duration>,
-        on_timeout: crate::safepoint::OnTimeout,
+        on_timeout: OnTimeout,
     ) -> Builder {
         self.safepoint.timeout = timeout;
         self.safepoint.on_timeout = on_timeout;
@@ -254,7 +277,7 @@ impl Builder {
                 .map(|events| Arc::new(trace::Tracer::new(self.procs, events))),
             log_limit: RateLimit::default(),
         });
-        let strategy = strategy.construct(crate::safepoint::host_ref(&shared), config)?;
+        let strategy = strategy.construct(host_ref(&shared), config)?;
         shared.strategy.replace(Some(Arc::new(strategy)));
         for p in shared.ps {
             shared.sched.lock().idle_ps.push(p.id);
@@ -344,7 +367,7 @@ impl Runtime {
     }
 
     /// The served-P policy, and what it has done so far.
-    pub fn served_ps(&self) -> (ServedPs, crate::safepoint::ServedPsStats) {
+    pub fn served_ps(&self) -> (ServedPs, ServedPsStats) {
         (self.shared.served.policy(), self.shared.served.stats())
     }
 

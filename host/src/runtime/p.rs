@@ -36,7 +36,7 @@ pub(crate) struct P {
     pub(crate) syscall_tick: AtomicU64,
     /// Incremented on every goroutine switch-in; sysmon preempts a P whose tick stands still.
     pub(crate) sched_tick: AtomicU64,
-    /// The number of the last barrier that ran `f` for this P (see `safepoint/served.rs`).
+    /// The number of the last barrier that ran `f` for this P (see `served.rs`).
     pub(crate) served_in: AtomicU32,
     /// The P's M sleeps on the served-P gate until its barrier ends.
     pub(crate) giving_way: AtomicBool,

@@ -65,7 +65,7 @@ pub(crate) fn suspend_g(shared: &Arc<Shared>, id: GoId) -> Option<SuspendedG> {
                 if let Some(p) = on {
                     shared.p(p).arm(poll_bits::PREEMPT);
                     // Its M may be giving way to a barrier in a signal handler, where its
-                    // goroutine cannot be scanned: have it leave (`safepoint/served.rs`).
+                    // goroutine cannot be scanned: have it leave (`runtime/served.rs`).
                     shared.served.poke(shared.p(p));
                 }
             }

@@ -25,9 +25,9 @@ use super::current::{self, current_m};
 use super::g::{G, GoId, NO_M, Switch};
 use super::m::{M, Wake};
 use super::p::{P, poll_bits};
+use super::serve as safe_point;
 use super::status::{GStatus, backoff};
 use super::trace::ReachedBy;
-use crate::safepoint;
 use crate::sys::{self, GStack, Resumed, Suspender};
 
 /// Global scheduler state, under `Shared::sched`.
@@ -232,8 +232,8 @@ fn schedule(m: &Arc<M>) {
     }
     // Whether or not this serve ran `f`: a P that a requester served while it was idle, and
     // that this M has just taken, gives way too.
-    safepoint::serve(shared, p, ReachedBy::Transition);
-    safepoint::give_way(shared, p);
+    safe_point::serve(shared, p, ReachedBy::Transition);
+    safe_point::give_way(shared, p);
     match find_runnable(shared, p) {
         Some(g) => execute(m, p, g),
         None => go_idle(m, p, false),
@@ -327,7 +327,7 @@ fn execute(m: &Arc<M>, p: &'static P, g: Arc<G>) {
 /// `safepoint/README.md`, "the parking race").
 pub(crate) fn park_p(shared: &Shared, p: &P, to: PStatus) {
     loop {
-        safepoint::serve(shared, p, ReachedBy::Transition);
+        safe_point::serve(shared, p, ReachedBy::Transition);
         if let Err(cur) = p.status.cas(PStatus::Running, to) {
             panic!("park_p: {} is {cur}, expected it running", p.id);
         }
@@ -342,7 +342,7 @@ pub(crate) fn park_p(shared: &Shared, p: &P, to: PStatus) {
 fn go_idle(m: &Arc<M>, p: &'static P, shutting_down: bool) {
     let shared = &m.shared;
     loop {
-        safepoint::serve(shared, p, ReachedBy::Transition);
+        safe_point::serve(shared, p, ReachedBy::Transition);
         let mut sched = shared.sched.lock();
         if !shutting_down && (!sched.runq.is_empty() || !p.runq.lock().is_empty()) {
             return;
@@ -402,7 +402,7 @@ fn sysmon(shared: Arc<Shared>) {
                 return;
             }
         }
-        safepoint::check_timeout(&shared);
+        super::check_timeout(&shared);
         shared.served.refresh_cpus();
         let now = Instant::now();
         let global_work = !shared.sched.lock().runq.is_empty();

@@ -24,7 +24,7 @@ use safepoint_abi::{MId, PluginError};
 
 use super::trace::EventKind;
 use super::{Runtime, Shared, StrategyConstructor, current_m, in_goroutine, status::backoff};
-use crate::safepoint::{self, host_ref};
+use super::{acquire_world, host_ref};
 
 /// What a swap did.
 #[derive(Clone, Debug)]
@@ -128,7 +128,7 @@ pub(crate) fn swap<C: StrategyConstructor + ?Sized>(
     let new = strategy
         .construct(host_ref(shared), config)
         .map_err(|e| SwapError::Start(Box::new(e)))?;
-    let world = safepoint::acquire_world();
+    let world = acquire_world();
     let held = Instant::now();
     let trace = shared.trace.as_deref();
     if let Some(trace) = trace {

@@ -11,7 +11,7 @@
 //!
 //! Timestamps are `CLOCK_MONOTONIC` nanoseconds (`sys::monotonic_nanos`). Each event carries
 //! the number of the request (barrier or handshake) in flight when it was written, so that
-//! the analysis in `crate::trace` can group them.
+//! the trace analysis above the runtime can group them.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};

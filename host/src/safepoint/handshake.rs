@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use safepoint_abi::{Capabilities, PId, PStatus};
 
-use super::host::{Tally, counted_fn};
 use super::{BarrierError, WorldGuard, check_breaches};
+use crate::runtime::host::{Tally, counted_fn};
 use crate::runtime::trace::EventKind;
 use crate::runtime::{Shared, WaitReason, current_p};
 

@@ -1,137 +1,34 @@
-//! The safe `for_each_p` wrapper (Go's `forEachP`), the poll's slow path, worldsema, the
-//! host's exactly-once check and the safepoint timeout.
+//! The safe `for_each_p` wrapper (Go's `forEachP`), single-P handshakes, and the checks
+//! of every barrier: the layer above the runtime, which owns the strategy slot, the poll's
+//! slow path, worldsema, the host's vtable with its exactly-once tally, the served-P policy
+//! and the safepoint timeout.
 //!
 //! The protocol, as `README.md` beside this file describes it:
 //!
 #![doc = include_str!("README.md")]
 
 mod handshake;
-mod host;
-pub(crate) mod log;
-mod served;
-mod timeout;
 
-use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use safepoint_abi::{Capabilities, MId, PId, PStatus, PluginError};
 
-use crate::runtime::trace::{self, EventKind, ReachedBy};
-use crate::runtime::{
-    P, Shared, WaitReason, current_g, current_p, poll_bits, waiting_on_system_stack,
-};
+use crate::runtime::host::{Breach, Tally, counted_fn};
+use crate::runtime::trace::EventKind;
+use crate::runtime::{P, Shared, WaitReason, current_p, waiting_on_system_stack};
 use crate::sys;
 
-pub use handshake::{HandshakeReport, handshake};
-use host::Breach;
-pub(crate) use host::Tally;
-use host::counted_fn;
-pub(crate) use host::host_ref;
 #[doc(hidden)]
-pub use host::time_ownership_check;
-pub(crate) use served::Gate;
-pub use served::{ServedPs, ServedPsStats};
-pub(crate) use timeout::{BarrierWatch, SafepointConfig, check_timeout};
-pub use timeout::{LateP, OnTimeout, TIMEOUT_EXIT_STATUS, TimeoutReport};
+pub use crate::runtime::host::time_ownership_check;
+pub use crate::runtime::{
+    LateP, OnTimeout, ServedPs, ServedPsStats, TIMEOUT_EXIT_STATUS, TimeoutReport, WorldGuard,
+    acquire_world,
+};
+pub use handshake::{HandshakeReport, handshake};
 
 /// A barrier's function, shared between the threads that run it for each P.
 pub type BarrierFn = Arc<dyn Fn(PId) + Send + Sync>;
-
-/// The poll's slow path and every scheduler transition: if a strategy armed `p`, call its
-/// `on_poll`, and return true. The caller is `p`'s M, outside any non-preemptible region.
-///
-/// A caller that goes on running goroutines next calls [`give_way`] or
-/// [`give_way_on_goroutine`]; one that parks the P (idle, syscall) frees its CPU anyway. So
-/// does an M that has just taken a P back from `Idle` or `Syscall`, whatever this returned:
-/// a requester may have served the P while it was parked.
-pub(crate) fn serve(shared: &Shared, p: &P, how: ReachedBy) -> bool {
-    if p.poll.word.load(Ordering::Acquire) & poll_bits::SAFEPOINT == 0 {
-        return false;
-    }
-    let on_poll = || {
-        shared.with_strategy(|strategy| {
-            let outer = p.enter_safe_point();
-            let result = strategy.object.on_poll(p.id).into_result();
-            p.leave_safe_point(outer);
-            if let Err(error) = result {
-                strategy_failed(shared, &strategy.name, p.id, error);
-            }
-        });
-    };
-    if shared.trace.is_some() {
-        trace::reaching(how, on_poll);
-    } else {
-        on_poll();
-    }
-    true
-}
-
-/// Fail fast: an entry point of the strategy failed on `p`'s M. The first failure is kept
-/// and printed at once; the rest are counted, until the barrier in flight (or the next)
-/// returns it. The host cannot end a strategy's wait: a strategy that fails before it served
-/// `p` never returns, and the safepoint timeout's report names this failure.
-fn strategy_failed(shared: &Shared, strategy: &str, p: PId, error: PluginError) {
-    if shared.tally.record_entry_error(p, &error) {
-        shared.log_limit.write_line(
-            sys::monotonic_nanos(),
-            format_args!(
-                "safepoint: strategy {strategy} failed in {} for {p}: {}; the barrier in flight \
-                 (or the next, if this one has already been checked) fails with this error",
-                error.entry_point.as_str(),
-                error.message.as_str()
-            ),
-        );
-    }
-}
-
-/// The served-P policy (see `served.rs`), on `p`'s M in the scheduler, after [`serve`].
-pub(crate) fn give_way(shared: &Shared, p: &P) {
-    shared.served.give_way(p);
-}
-
-/// The served-P policy on `p`'s M at a goroutine's poll, after [`serve`]: a wait happens on
-/// the system stack with the goroutine in `Waiting(waiting for forEachP)`, so that a GC stack
-/// scan can proceed meanwhile.
-pub(crate) fn give_way_on_goroutine(shared: &Shared, p: &P) {
-    if shared.served.must_wait(p).is_some() {
-        waiting_on_system_stack(WaitReason::ForEachPServed, || shared.served.give_way(p));
-    } else {
-        shared.served.give_way(p);
-    }
-}
-
-/// Evidence that the holder owns worldsema (Go's `semacquire(&worldsema)`): at most one
-/// barrier is in flight. Released on drop.
-#[must_use = "worldsema is released when the guard drops"]
-pub struct WorldGuard {
-    shared: Arc<Shared>,
-    // Not Send (it is released by the goroutine that took it), but Sync.
-    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
-}
-
-/// Takes worldsema, parking the calling goroutine until it is free.
-///
-/// # Panics
-///
-/// If not called on a goroutine.
-pub fn acquire_world() -> WorldGuard {
-    let shared = crate::runtime::shared_of_current()
-        .filter(|_| current_g().is_some())
-        .expect("acquire_world: not called on a goroutine");
-    shared.worldsema.acquire(WaitReason::StoppingTheWorld);
-    WorldGuard {
-        shared,
-        _not_send: PhantomData,
-    }
-}
-
-impl Drop for WorldGuard {
-    fn drop(&mut self) {
-        self.shared.worldsema.release();
-    }
-}
 
 /// What one barrier did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
