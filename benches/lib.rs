@@ -7,17 +7,14 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use safepoint_host::floor::Floor;
-use safepoint_host::plugin::{self, Plugin, SearchPath};
+use safepoint_host::plugin::{self, LoadOptions, Plugin, SearchPath};
 use safepoint_host::runtime::{Runtime, WaitReason};
 use safepoint_host::safepoint::{ServedPs, acquire_world, for_each_p};
 use safepoint_host::workloads::{Mutators, Workload};
 
-/// Every shipped strategy that is built.
+/// Every strategy that is built, as `compare` finds them.
 pub fn shipped_strategies() -> Vec<Plugin> {
-    ["polling", "futex", "signal"]
-        .iter()
-        .filter_map(|name| plugin::load(name, &SearchPath::default()).ok())
-        .collect()
+    plugin::discover_strategies(&SearchPath::default(), &LoadOptions::default()).0
 }
 
 /// `criterion_group!` and `criterion_main!` for a bench file whose benchmarks are in

@@ -195,7 +195,8 @@ fn list_shows_each_plugin_and_whether_it_loads() {
 
 #[test]
 fn list_shows_the_frozen_plugin_as_abi_2_0_and_it_loads() {
-    let (_dir, _copy, stdout) = list_with_plugin_copy("safepoint_frozen", "libsafepoint_frozen.so");
+    let (_dir, _copy, stdout) =
+        list_with_plugin_copy("safepoint_test_frozen", "libsafepoint_frozen.so");
     let entry: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.starts_with("frozen "))
@@ -452,7 +453,7 @@ fn a_strategy_that_cannot_reach_non_polling_ps_refuses_nopoll_up_front() {
 /// the strategies on the search path that have them.
 #[test]
 fn gc_with_nopoll_is_refused_without_a_handshake_that_reaches_non_polling_ps() {
-    let frozen = test_plugin("safepoint_frozen");
+    let frozen = test_plugin("safepoint_test_frozen");
     for (strategy, name, lacks) in [
         ("polling", "polling", "reaches-non-polling-ps"),
         ("futex", "futex", "reaches-non-polling-ps"),
@@ -552,7 +553,7 @@ fn run_handshakes_reports_the_time_to_handshake() {
         &safepoint(&[
             "run",
             "--strategy",
-            &test_plugin("safepoint_frozen"),
+            &test_plugin("safepoint_test_frozen"),
             "--handshakes",
             "10",
         ]),

@@ -194,9 +194,10 @@ fn caller_is_waiting_during_the_barrier_and_the_dump_shows_it(plugin: &Plugin) {
     }
 }
 
-// `frozen` is the plugin built against the frozen ABI 2.0 (`tests/fixtures/`), in this host.
+// `test_frozen` is the plugin built against the frozen ABI 2.0 (`tests/fixtures/`), in this
+// host.
 safepoint_tests::strategy_tests!(
-    strategies: [polling, futex, signal, frozen],
+    strategies: [polling, futex, signal, test_frozen],
     tests: [
         runs_f_exactly_once_for_every_p,
         never_shows_f_half_updated_p_local_state,

@@ -238,7 +238,7 @@ fn signal_runs_nopoll_under_gc() {
 /// has no handshake at all: `--gc` beside nopoll is refused up front, naming what is missing.
 #[test]
 fn gc_beside_nopoll_is_refused_without_both_capabilities() {
-    let frozen = plugin::load_path(&plugin_file("safepoint_frozen")).expect("load frozen");
+    let frozen = plugin::load_path(&plugin_file("safepoint_test_frozen")).expect("load frozen");
     let needs = Capabilities::REACHES_NON_POLLING_PS.union(Capabilities::SINGLE_P_HANDSHAKE);
     for (plugin, missing) in [
         (shipped("polling"), Capabilities::REACHES_NON_POLLING_PS),

@@ -159,7 +159,7 @@ fn signal_handshakes_reach_a_goroutine_that_never_polls() {
 /// The frozen 2.0 plugin has no handshake: refused, naming the missing capability.
 #[test]
 fn a_strategy_without_the_capability_is_refused_naming_it() {
-    let frozen = plugin::load_path(&plugin_file("safepoint_frozen")).expect("load frozen");
+    let frozen = plugin::load_path(&plugin_file("safepoint_test_frozen")).expect("load frozen");
     let rt = runtime(&frozen, "", 2);
     let err = block_on_bounded(&rt, || {
         let world = acquire_world();
@@ -189,7 +189,7 @@ fn handshakes_and_swaps_interleave_safely() {
     const EACH: u64 = 200;
     const ROUNDS: u64 = 3;
     let mut rotation: Vec<Plugin> = SHIPPED.iter().map(|name| shipped(name)).collect();
-    rotation.push(plugin::load_path(&plugin_file("safepoint_frozen")).expect("load frozen"));
+    rotation.push(plugin::load_path(&plugin_file("safepoint_test_frozen")).expect("load frozen"));
     let names: Vec<String> = rotation.iter().map(|p| p.name().to_owned()).collect();
     let rt = runtime(&rotation[0], "", PROCS);
     let mutators = Mutators::start(&rt, &mixed_kinds(PROCS), |_| {});

@@ -155,7 +155,8 @@ fn an_abi_mismatch_names_the_file_both_versions_and_the_first_difference() {
 
 #[test]
 fn the_frozen_2_0_plugin_loads_in_this_host_and_runs_barriers() {
-    let frozen = plugin::load_path(&plugin_file("safepoint_frozen")).expect("a 2.0 plugin loads");
+    let frozen =
+        plugin::load_path(&plugin_file("safepoint_test_frozen")).expect("a 2.0 plugin loads");
     assert_eq!(frozen.abi_version(), AbiVersion { major: 2, minor: 0 });
     assert_eq!(frozen.name(), "frozen");
     assert_eq!(frozen.capabilities(), safepoint_abi::Capabilities::NONE);

@@ -455,28 +455,17 @@ fn main() -> ExitCode {
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn compare(args: &CompareArgs) -> CliResult {
-    let strategies = if args.strategies.is_empty() {
-        let mut found: Vec<(Plugin, String)> = Vec::new();
-        for path in args.path.search().discover() {
-            // Test plugins beside the shipped ones misbehave on purpose.
-            if plugin::name_of_file(&path).is_some_and(|n| n.starts_with("test_")) {
-                continue;
-            }
-            match plugin::load_path_with(&path, &args.path.options()) {
-                Ok(p) if !found.iter().any(|(f, _)| f.name() == p.name()) => {
-                    found.push((p, String::new()));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "safepoint: skipping {}: {e}",
-                        path.display()
-                    );
-                }
-            }
+    let strategies: Vec<(Plugin, String)> = if args.strategies.is_empty() {
+        let (found, failed) =
+            plugin::discover_strategies(&args.path.search(), &args.path.options());
+        for (path, e) in failed {
+            let _ = writeln!(
+                std::io::stderr(),
+                "safepoint: skipping {}: {e}",
+                path.display()
+            );
         }
-        found
+        found.into_iter().map(|p| (p, String::new())).collect()
     } else {
         args.strategies
             .iter()
@@ -698,17 +687,12 @@ fn with_strategies_that_can(error: RunError, path: &PathArgs) -> Box<dyn std::er
     let Some(needs) = error.needs() else {
         return error.into();
     };
-    let mut able: Vec<String> = path
-        .search()
-        .discover()
+    let able: Vec<String> = plugin::discover_strategies(&path.search(), &path.options())
+        .0
         .iter()
-        // Test plugins beside the shipped ones misbehave on purpose.
-        .filter(|file| plugin::name_of_file(file).is_some_and(|n| !n.starts_with("test_")))
-        .filter_map(|file| plugin::load_path_with(file, &path.options()).ok())
         .filter(|p| p.capabilities().contains(needs))
         .map(|p| p.name().to_owned())
         .collect();
-    able.dedup();
     if able.is_empty() {
         format!("{error}; no plugin on the search path has {needs}").into()
     } else {

@@ -147,6 +147,27 @@ fn workspace_root() -> PathBuf {
     host.parent().unwrap_or(host).to_path_buf()
 }
 
+/// The strategies on `search`, loaded with `options`: every plugin but the test plugins
+/// (`libsafepoint_test_*.so`, which misbehave on purpose), one per name, the first found.
+/// What `compare` compares by default. Each file that fails to load comes back with its error.
+pub fn discover_strategies(
+    search: &SearchPath,
+    options: &LoadOptions,
+) -> (Vec<Plugin>, Vec<(PathBuf, LoadError)>) {
+    let (mut found, mut failed): (Vec<Plugin>, _) = (Vec::new(), Vec::new());
+    for path in search.discover() {
+        if name_of_file(&path).is_some_and(|n| n.starts_with("test_")) {
+            continue;
+        }
+        match load_path_with(&path, options) {
+            Ok(p) if !found.iter().any(|f| f.name() == p.name()) => found.push(p),
+            Ok(_) => {}
+            Err(e) => failed.push((path, e)),
+        }
+    }
+    (found, failed)
+}
+
 /// The plugin name a file stands for: `libsafepoint_polling.so` is `polling`.
 pub fn name_of_file(path: &Path) -> Option<&str> {
     path.file_name()?
