@@ -16,6 +16,7 @@
 //! signal floor (a handshake to a running P costs at best one signal round trip).
 
 mod machine;
+#[cfg(feature = "svg")]
 mod svg;
 
 use std::fmt::Write as _;
@@ -34,6 +35,7 @@ use crate::workloads::{
 use safepoint_abi::Capabilities;
 
 pub use machine::Machine;
+#[cfg(feature = "svg")]
 pub use svg::write_svg;
 
 /// What to compare.

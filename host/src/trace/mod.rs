@@ -12,6 +12,7 @@
 //! - [`TimeToSafepoint`]: time to safepoint per P and per wait reason.
 
 mod chrome;
+#[cfg(feature = "svg")]
 mod svg;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ pub use crate::runtime::trace::{
     DEFAULT_CAPACITY, EventKind, GcPhase, ReachedBy, Trace, TraceEvent,
 };
 pub use chrome::{chrome_json, write_chrome_json};
+#[cfg(feature = "svg")]
 pub use svg::write_svg;
 
 /// What a request of the world was.
