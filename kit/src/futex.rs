@@ -24,6 +24,16 @@ pub trait Word: Sync {
     fn fetch_or(&self, bits: u32, order: Ordering) -> u32;
     /// `AtomicU32::fetch_sub`.
     fn fetch_sub(&self, value: u32, order: Ordering) -> u32;
+    /// `AtomicU32::swap`.
+    fn swap(&self, value: u32, order: Ordering) -> u32;
+    /// `AtomicU32::compare_exchange`.
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
 }
 
 impl Word for AtomicU32 {
@@ -45,6 +55,20 @@ impl Word for AtomicU32 {
 
     fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
         AtomicU32::fetch_sub(self, value, order)
+    }
+
+    fn swap(&self, value: u32, order: Ordering) -> u32 {
+        AtomicU32::swap(self, value, order)
+    }
+
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        AtomicU32::compare_exchange(self, current, new, success, failure)
     }
 }
 

@@ -11,95 +11,16 @@
 //!   only if the acknowledgement (release) and the requester's final read of the count
 //!   (acquire) order them.
 //!
-//! The claim of a P's pending flag (`PendingPs::claim`, in `safepoint-abi`) is modelled here
+//! The claim of a P's pending flag (`PendingPs::claim`, in `kit/src/pending.rs`) is modelled here
 //! with the same compare-and-swap on a loom atomic.
 
 use std::time::Duration;
 
+use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use loom::sync::{Arc, Condvar, Mutex};
-use safepoint_kit::futex::{WaitResult, Wake, Word};
+use safepoint_kit::futex::WaitResult;
 use safepoint_kit::pending_count::{self as protocol, PendingCount};
-
-/// loom's atomic as the protocol's word.
-struct ModelWord(AtomicU32);
-
-impl Word for ModelWord {
-    fn new(value: u32) -> ModelWord {
-        ModelWord(AtomicU32::new(value))
-    }
-
-    fn load(&self, order: Ordering) -> u32 {
-        self.0.load(order)
-    }
-
-    fn store(&self, value: u32, order: Ordering) {
-        self.0.store(value, order);
-    }
-
-    fn fetch_or(&self, bits: u32, order: Ordering) -> u32 {
-        self.0.fetch_or(bits, order)
-    }
-
-    fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
-        self.0.fetch_sub(value, order)
-    }
-}
-
-/// A futex: `wait` compares the word and sleeps under a mutex that `wake` also takes, so a
-/// wake that follows a change of the word either finds the sleeper asleep or the sleeper
-/// finds the word changed, as the kernel's hash-bucket lock guarantees for `FUTEX_WAIT`. The
-/// comparison is a relaxed load: the lock is all the ordering the model grants.
-///
-/// A timed wait, with `timeouts`, times out at once instead of sleeping: loom has no clock,
-/// and this is the worst case for the re-poke path. Without `timeouts` a timed wait sleeps as
-/// an untimed one, so only a wake can end it.
-struct ModelFutex {
-    lock: Mutex<()>,
-    sleeper: Condvar,
-    timeouts: bool,
-    /// A broken futex for the negative test: it checks the word, lets go of the lock, and
-    /// only then sleeps.
-    check_then_sleep_apart: bool,
-}
-
-impl ModelFutex {
-    fn new() -> ModelFutex {
-        ModelFutex {
-            lock: Mutex::new(()),
-            sleeper: Condvar::new(),
-            timeouts: false,
-            check_then_sleep_apart: false,
-        }
-    }
-}
-
-impl Wake for ModelFutex {
-    type Word = ModelWord;
-
-    fn wait(&self, word: &ModelWord, expected: u32, timeout: Option<Duration>) -> WaitResult {
-        let mut guard = self.lock.lock().unwrap();
-        if word.0.load(Ordering::Relaxed) != expected {
-            return WaitResult::Changed;
-        }
-        if self.timeouts && timeout.is_some() {
-            drop(guard);
-            loom::thread::yield_now();
-            return WaitResult::TimedOut;
-        }
-        if self.check_then_sleep_apart {
-            drop(guard);
-            guard = self.lock.lock().unwrap();
-        }
-        drop(self.sleeper.wait(guard).unwrap());
-        WaitResult::Woken
-    }
-
-    fn wake(&self, _word: &ModelWord) {
-        let _guard = self.lock.lock().unwrap();
-        self.sleeper.notify_one();
-    }
-}
+use safepoint_loom_model::{ModelFutex, ModelWord};
 
 /// The shared state of one model: the futex, the pending count, and per P its pending flag,
 /// how often `f` ran for it, and a value it publishes before its safe point.
@@ -215,10 +136,7 @@ fn the_last_acknowledgement_always_wakes_the_requester() {
 #[test]
 fn a_re_poke_and_the_p_itself_run_f_once_between_them() {
     loom::model(|| {
-        let (b, p) = one_running_p(ModelFutex {
-            timeouts: true,
-            ..ModelFutex::new()
-        });
+        let (b, p) = one_running_p(ModelFutex::with_timeouts());
         b.wait(Some(Duration::from_millis(1)), Some(0));
         assert_eq!(b.runs(0), 1);
         p.join().unwrap();
@@ -261,22 +179,7 @@ const BROKEN_MODEL_CHILD: &str = "SAFEPOINT_LOOM_BROKEN_MODEL_CHILD";
 /// `broken_model_child`.
 #[test]
 fn a_futex_that_checks_then_sleeps_in_two_steps_loses_a_wake_up() {
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "broken_model_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(BROKEN_MODEL_CHILD, "1")
-        .output()
-        .expect("run the broken model in a child");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the broken model passed:\n{stderr}");
-    assert!(
-        stderr.contains("deadlock; threads = [(Id(0), Blocked"),
-        "loom did not report the requester asleep for ever:\n{stderr}"
-    );
+    safepoint_loom_model::assert_deadlocks_in_child("broken_model_child", BROKEN_MODEL_CHILD);
 }
 
 /// The broken model; it runs only in the child started by the test above.
@@ -286,10 +189,7 @@ fn broken_model_child() {
         return;
     }
     loom::model(|| {
-        let (b, p) = one_running_p(ModelFutex {
-            check_then_sleep_apart: true,
-            ..ModelFutex::new()
-        });
+        let (b, p) = one_running_p(ModelFutex::checking_then_sleeping_apart());
         b.wait(None, None);
         p.join().unwrap();
     });

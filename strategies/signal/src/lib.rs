@@ -9,7 +9,8 @@
 
 mod config;
 mod marks;
-mod park;
+#[doc(hidden)]
+pub mod park;
 mod state;
 #[allow(unsafe_code)]
 mod sys;

@@ -2,11 +2,14 @@
 //! waiting for the requester ([`ParkWord`]), and the requester waiting for Ps
 //! ([`Wakeup`]). Everything a signal handler calls here is async-signal-safe: atomics and
 //! the futex syscall.
+//!
+//! [`ParkWord`] is written over the kit's [`Word`] and [`Wake`], so that its loom model
+//! (`tests/loom_park.rs`) runs this very code.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use safepoint_kit::futex;
+use safepoint_kit::futex::{self, Futex, Wake, Word};
 
 /// The state of one P's stop in the signal handler, as a futex word.
 ///
@@ -18,8 +21,16 @@ use safepoint_kit::futex;
 ///
 /// The handler may add the `SLEEPING` bit to `PARKED` or `CLAIMED` before it sleeps on the
 /// word; `release` wakes it if the bit is set.
-#[derive(Debug, Default)]
-pub(crate) struct ParkWord(AtomicU32);
+pub struct ParkWord<K: Wake = Futex> {
+    word: K::Word,
+    futex: K,
+}
+
+impl<K: Wake + Default> Default for ParkWord<K> {
+    fn default() -> Self {
+        ParkWord::new(K::default())
+    }
+}
 
 const IDLE: u32 = 0;
 const PARKED: u32 = 1;
@@ -27,7 +38,15 @@ const CLAIMED: u32 = 2;
 const RELEASED: u32 = 3;
 const SLEEPING: u32 = 1 << 2;
 
-impl ParkWord {
+impl<K: Wake> ParkWord<K> {
+    /// An idle word, whose handler sleeps and is woken through `futex`.
+    pub fn new(futex: K) -> Self {
+        ParkWord {
+            word: K::Word::new(IDLE),
+            futex,
+        }
+    }
+
     /// Handler: publishes that the P waits in the handler for the requester to run `f` on
     /// its behalf. Release: everything the interrupted code wrote happens-before the
     /// requester's `try_take`, and so before `f`. Async-signal-safe.
@@ -35,21 +54,24 @@ impl ParkWord {
     /// Sequentially consistent: the handler then checks that the round is still open, and
     /// the requester closes the round before [`ParkWord::release_abandoned`]; at least one
     /// of them sees the other's write.
-    pub(crate) fn park(&self) {
-        self.0.store(PARKED, Ordering::SeqCst);
+    pub fn park(&self) {
+        self.word.store(PARKED, Ordering::SeqCst);
     }
 
     /// Whether the P waits in its handler for the requester: parked, or taken and not yet
     /// released.
-    pub(crate) fn is_stopped(&self) -> bool {
-        matches!(self.0.load(Ordering::SeqCst) & !SLEEPING, PARKED | CLAIMED)
+    pub fn is_stopped(&self) -> bool {
+        matches!(
+            self.word.load(Ordering::SeqCst) & !SLEEPING,
+            PARKED | CLAIMED
+        )
     }
 
     /// Handler, after [`ParkWord::park`], when the round has closed meanwhile: takes the
     /// park back. False if the requester took it first; then wait for the release.
     /// Async-signal-safe.
-    pub(crate) fn unpark(&self) -> bool {
-        self.0
+    pub fn unpark(&self) -> bool {
+        self.word
             .compare_exchange(PARKED, IDLE, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     }
@@ -57,8 +79,8 @@ impl ParkWord {
     /// Requester, once the round has closed: releases the P if it is parked here, or taken
     /// and not yet released (a panic between [`ParkWord::try_take`] and
     /// [`ParkWord::release`]).
-    pub(crate) fn release_abandoned(&self) {
-        let current = self.0.load(Ordering::SeqCst) & !SLEEPING;
+    pub fn release_abandoned(&self) {
+        let current = self.word.load(Ordering::SeqCst) & !SLEEPING;
         if current == CLAIMED || (current == PARKED && self.try_take()) {
             self.release();
         }
@@ -66,13 +88,13 @@ impl ParkWord {
 
     /// Requester: takes a P parked in its handler; true if there was one. The requester then
     /// owns the P until [`ParkWord::release`].
-    pub(crate) fn try_take(&self) -> bool {
-        let mut current = self.0.load(Ordering::Acquire);
+    pub fn try_take(&self) -> bool {
+        let mut current = self.word.load(Ordering::Acquire);
         loop {
             if current & !SLEEPING != PARKED {
                 return false;
             }
-            match self.0.compare_exchange_weak(
+            match self.word.compare_exchange(
                 current,
                 CLAIMED | (current & SLEEPING),
                 Ordering::Acquire,
@@ -86,20 +108,20 @@ impl ParkWord {
 
     /// Requester: lets the handler return. Release: `f`'s effects happen-before the P
     /// resumes.
-    pub(crate) fn release(&self) {
-        if self.0.swap(RELEASED, Ordering::Release) & SLEEPING != 0 {
-            futex::wake(&self.0, 1);
+    pub fn release(&self) {
+        if self.word.swap(RELEASED, Ordering::Release) & SLEEPING != 0 {
+            self.futex.wake(&self.word);
         }
     }
 
     /// Handler: waits until [`ParkWord::release`], spinning `spins` times before it sleeps
     /// on the futex, then resets the word for the next barrier. Async-signal-safe.
-    pub(crate) fn wait_released(&self, spins: u32) {
+    pub fn wait_released(&self, spins: u32) {
         let mut spun = 0;
         loop {
-            let current = self.0.load(Ordering::Acquire);
+            let current = self.word.load(Ordering::Acquire);
             if current == RELEASED {
-                self.0.store(IDLE, Ordering::Relaxed);
+                self.word.store(IDLE, Ordering::Relaxed);
                 return;
             }
             if spun < spins {
@@ -110,13 +132,13 @@ impl ParkWord {
             let sleeping = current | SLEEPING;
             if current & SLEEPING == 0
                 && self
-                    .0
+                    .word
                     .compare_exchange(current, sleeping, Ordering::Relaxed, Ordering::Relaxed)
                     .is_err()
             {
                 continue;
             }
-            futex::wait(&self.0, sleeping, None);
+            self.futex.wait(&self.word, sleeping, None);
         }
     }
 }
@@ -171,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_parked_word_is_taken_once_and_released_to_its_waiter() {
-        let word = Arc::new(ParkWord::default());
+        let word = Arc::new(ParkWord::<Futex>::default());
         assert!(!word.try_take(), "nothing parked yet");
         word.park();
         let waiter = {
