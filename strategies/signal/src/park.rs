@@ -1,6 +1,6 @@
 //! The two waits of the protocol, each on a futex word: a P stopped in the signal handler
 //! waiting for the requester ([`ParkWord`]), and the requester waiting for Ps
-//! ([`Wakeup`]). Everything a signal handler calls here is async-signal-safe: atomics and
+//! (`Wakeup`). Everything a signal handler calls here is async-signal-safe: atomics and
 //! the futex syscall.
 //!
 //! [`ParkWord`] is written over the kit's [`Word`] and [`Wake`], so that its loom model
