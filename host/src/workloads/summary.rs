@@ -10,7 +10,7 @@ use crate::runtime::WaitReason;
 use crate::safepoint::{ServedPs, ServedPsStats};
 use crate::trace::TimeToSafepoint;
 
-/// The result of [`run`].
+/// The result of [`run`](super::run).
 #[derive(Clone, Debug)]
 pub struct RunSummary {
     /// The strategy's name.
@@ -29,7 +29,7 @@ pub struct RunSummary {
     pub by_themselves: u64,
     /// Ps the requester ran `f` for, over all barriers.
     pub by_requester: u64,
-    /// Mutator work completed: units of [`work`] for the synthetic workloads, tree nodes for
+    /// Mutator work completed: units of [`work`](super::work) for the synthetic workloads, tree nodes for
     /// `alloc`, requests answered for `server`, kernel multiply-adds for `compute`.
     pub work_units: u64,
     /// The time over which `work_units` were counted: the mutators' whole run, or for
@@ -90,7 +90,7 @@ pub struct GcSummary {
     pub mark_done: Histogram<u64>,
     /// `gc_mark_termination` barriers (`flushing proc caches`), nanoseconds.
     pub mark_termination: Histogram<u64>,
-    /// The most mark words the GC retained after any cycle ([`CycleReport::mark_words`]).
+    /// The most mark words the GC retained after any cycle ([`CycleReport::mark_words`](crate::gc::CycleReport::mark_words)).
     pub mark_words_peak: u64,
 }
 
