@@ -5,7 +5,7 @@
 //!
 //! Tests in this binary run in parallel and share the process's signal dispositions: the
 //! strategy supports several live instances at once (a registry of strategies and a
-//! reference-counted installation, see `strategies/signal/src/sys/handler.rs`). The chaining
+//! reference-counted installation, see `strategies/signal/src/sys/handler/`). The chaining
 //! test installs an application handler of its own, which would replace the strategy's
 //! under the other tests' feet, so it is a test binary of its own: `signal_chaining.rs`.
 

@@ -43,7 +43,7 @@ impl Stop {
         })
     }
 
-    /// The handler's stop (`sys/handler.rs`, step 4), from the interrupted code's write to
+    /// The handler's stop (`sys/handler/mod.rs`, step 4), from the interrupted code's write to
     /// its resumption; returns what the resumed code reads of `f`'s write.
     fn handler(&self, spins: u32) -> u32 {
         self.before_stop.store(1, Ordering::Relaxed);
