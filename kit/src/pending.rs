@@ -9,6 +9,8 @@ mod published;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use crate::futex::Word;
+
 use published::PublishedFn;
 use safepoint_abi::{HostRef, PId, PStatus, SafePointFnArc};
 
@@ -67,18 +69,18 @@ mod state {
 /// whose Ps wait for the requester elsewhere (the signal strategy's park words) releases
 /// them after this guard has closed the round.
 #[must_use = "dropping the round abandons the barrier"]
-pub struct Round<'a> {
+pub struct Round<'a, W: Word = AtomicU32> {
     /// The requester's own P, if it holds one: the requester runs `f` for it directly.
     pub own: Option<PId>,
     /// Every other P that was not `Dead`, each marked pending.
     pub others: Vec<PId>,
     /// Its number.
     number: u32,
-    pending: &'a PendingPs,
+    pending: &'a PendingPs<W>,
     host: &'a HostRef,
 }
 
-impl Round<'_> {
+impl<W: Word> Round<'_, W> {
     /// Ends the round: every P of it has acknowledged. The same as [`PendingPs::end`], for
     /// a round that opened.
     pub fn end(self) {
@@ -88,7 +90,7 @@ impl Round<'_> {
     }
 }
 
-impl Drop for Round<'_> {
+impl<W: Word> Drop for Round<'_, W> {
     fn drop(&mut self) {
         if self.pending.is_open() && self.pending.round.load(Ordering::Relaxed) == self.number {
             self.pending.abandon(self.host, &self.others);
@@ -96,7 +98,7 @@ impl Drop for Round<'_> {
     }
 }
 
-impl std::fmt::Debug for Round<'_> {
+impl<W: Word> std::fmt::Debug for Round<'_, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Round")
             .field("own", &self.own)
@@ -106,12 +108,12 @@ impl std::fmt::Debug for Round<'_> {
 }
 
 /// A claimed P, serving until dropped.
-struct Served<'a> {
-    word: &'a AtomicU32,
+struct Served<'a, W: Word> {
+    word: &'a W,
     claimed: u32,
 }
 
-impl Served<'_> {
+impl<W: Word> Served<'_, W> {
     /// `f(p)` has returned: the server no longer reads the published `f`, and the next
     /// round may begin. Nobody else writes a `SERVING` word; release pairs with the acquire
     /// load of `begin`, which then replaces `f`.
@@ -121,7 +123,7 @@ impl Served<'_> {
     }
 }
 
-impl Drop for Served<'_> {
+impl<W: Word> Drop for Served<'_, W> {
     fn drop(&mut self) {
         // From `RAN`, or from `SERVING` if `f` unwound. Fails if the next round has marked
         // the P meanwhile: its state is not ours to touch. An abandonment waits for this
@@ -142,8 +144,8 @@ impl Drop for Served<'_> {
 /// For a P its caller has claimed: runs `f(p)`, disarms `p` (before the acknowledgement, so
 /// that a late disarm cannot clobber the next barrier's arm), acknowledges, and only then
 /// lets the P count as finished.
-fn run_claimed<R>(
-    served: Served<'_>,
+fn run_claimed<R, W: Word>(
+    served: Served<'_, W>,
     host: &HostRef,
     p: PId,
     f: &SafePointFnArc,
@@ -154,8 +156,8 @@ fn run_claimed<R>(
 }
 
 /// [`run_claimed`] after `f(p)`: disarms, acknowledges, and lets the P count as finished.
-fn finish_claimed<R>(
-    served: Served<'_>,
+fn finish_claimed<R, W: Word>(
+    served: Served<'_, W>,
     host: &HostRef,
     p: PId,
     acknowledge: impl FnOnce() -> R,
@@ -191,8 +193,8 @@ fn backoff(spins: &mut u32) {
 /// a barrier, comes after `f` returned, so a correct strategy's next round never waits, even
 /// when a server is preempted between its acknowledgement and its last store (a whole
 /// scheduler slice when Ps outnumber CPUs).
-pub struct PendingPs {
-    pending: Box<[CachePadded<AtomicU32>]>,
+pub struct PendingPs<W: Word = AtomicU32> {
+    pending: Box<[CachePadded<W>]>,
     /// The number of the last round begun (30 bits, wrapping).
     round: AtomicU32,
     /// A round is in flight: from [`PendingPs::begin`] to its end or abandonment.
@@ -224,8 +226,15 @@ impl RequesterCount {
 impl PendingPs {
     /// No barrier in flight, for a runtime of `procs` Ps.
     pub fn new(procs: u32) -> PendingPs {
+        PendingPs::with_words(procs)
+    }
+}
+
+impl<W: Word> PendingPs<W> {
+    /// [`PendingPs::new`] over words of type `W`: a loom model's, say.
+    pub fn with_words(procs: u32) -> PendingPs<W> {
         PendingPs {
-            pending: (0..procs).map(|_| CachePadded::default()).collect(),
+            pending: (0..procs).map(|_| CachePadded(W::new(0))).collect(),
             round: AtomicU32::new(0),
             open: AtomicBool::new(false),
             f: PublishedFn::new(),
@@ -251,7 +260,7 @@ impl PendingPs {
     ///
     /// The caller holds worldsema: no other barrier is in flight. Keep the returned round
     /// until the barrier ends: dropping it earlier abandons the barrier (see [`Round`]).
-    pub fn begin<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc) -> Round<'a> {
+    pub fn begin<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc) -> Round<'a, W> {
         self.barriers.add();
         let own = host.current_p().into_option();
         let others: Vec<PId> = (0..self.pending.len() as u32)
@@ -265,7 +274,7 @@ impl PendingPs {
     /// but only `p` is marked pending (none if it is `Dead` or out of range), and the
     /// requester's own P takes no part ([`Round::own`] is `None`). Everything else about the
     /// round (arming, serving, ending, abandoning) is that of a barrier over one P.
-    pub fn begin_one<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc, p: PId) -> Round<'a> {
+    pub fn begin_one<'a>(&'a self, host: &'a HostRef, f: &SafePointFnArc, p: PId) -> Round<'a, W> {
         self.handshakes.add();
         let live = p.index() < self.pending.len() && host.p_status(p) != PStatus::Dead;
         let others = if live { vec![p] } else { Vec::new() };
@@ -278,7 +287,7 @@ impl PendingPs {
         f: &SafePointFnArc,
         own: Option<PId>,
         others: Vec<PId>,
-    ) -> Round<'a> {
+    ) -> Round<'a, W> {
         self.settle_last_round();
         let round = self.round.load(Ordering::Relaxed).wrapping_add(1) & (u32::MAX >> 2);
         self.round.store(round, Ordering::Relaxed);
@@ -315,7 +324,7 @@ impl PendingPs {
     pub fn arm_and_serve_parked(
         &self,
         host: &HostRef,
-        round: &Round<'_>,
+        round: &Round<'_, W>,
         f: &SafePointFnArc,
         mut acknowledge: impl FnMut(),
     ) {
@@ -417,7 +426,7 @@ impl PendingPs {
 
     /// Moves `p` from pending to serving; the guard puts it back to idle when dropped, even
     /// if the server unwinds. `None` if `p` is not pending.
-    fn claim(&self, p: PId) -> Option<Served<'_>> {
+    fn claim(&self, p: PId) -> Option<Served<'_, W>> {
         let word = self.pending.get(p.index())?;
         let pending = word.load(Ordering::SeqCst);
         if state::status(pending) != state::PENDING {

@@ -11,7 +11,8 @@
 //!   only if the acknowledgement (release) and the requester's final read of the count
 //!   (acquire) order them.
 //!
-//! The claim of a P's pending flag (`PendingPs::claim`, in `kit/src/pending.rs`) is modelled here
+//! The claim of a P's pending flag (`PendingPs::claim`, in `kit/src/pending.rs`; its own
+//! model, on its own code, is `loom_pending.rs`) is modelled here
 //! with the same compare-and-swap on a loom atomic.
 
 use std::time::Duration;
