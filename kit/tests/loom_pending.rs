@@ -5,10 +5,12 @@
 //!   claim its word; `f` runs once for it, and one acknowledgement is made. A claim made by
 //!   a load and a store instead of a compare-and-swap fails the model.
 //!
-//! Not modelled yet: a server of one round still on its way to its last store as the next
-//! round begins (the unit test `the_next_round_begins_while_a_server_finishes_late` runs
-//! it). A first model of it deadlocked in loom with the requester reading its own store of
-//! the new round's mark as the older value, which needs understanding before it is trusted.
+//! Not modelled: a server of one round still on its way to its last store as the next round
+//! begins (the unit test `the_next_round_begins_while_a_server_finishes_late` runs it). Its
+//! last store is a compare-and-swap that races with the next round's mark, and loom 0.7
+//! lets a plain store fall between the read and the write of a concurrent compare-and-swap
+//! (tokio-rs/loom#254): a model of it fails with the requester reading its own new mark as
+//! the older value, an execution no machine allows.
 
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
