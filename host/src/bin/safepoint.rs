@@ -636,7 +636,11 @@ fn run(args: &RunArgs) -> CliResult {
 
 fn soak(args: &SoakArgs) -> CliResult {
     if let Some(arenas) = workloads::cap_malloc_arenas() {
-        eprintln!("soak: malloc arenas capped at {arenas} (set MALLOC_ARENA_MAX to choose)");
+        // Not `eprintln!`: it panics when stderr is closed (`2>&1 | head -1`).
+        let _ = writeln!(
+            std::io::stderr(),
+            "soak: malloc arenas capped at {arenas} (set MALLOC_ARENA_MAX to choose)"
+        );
     }
     let timeout = args
         .timeout
