@@ -500,76 +500,14 @@ impl<W: Word> PendingPs<W> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::sync::atomic::AtomicU32;
 
     use safepoint_abi::abi_stable::sabi_trait::TD_Opaque;
-    use safepoint_abi::abi_stable::std_types::{RArc, ROption, RStr};
+    use safepoint_abi::abi_stable::std_types::RArc;
+    use safepoint_abi::{SafePointFn, SafePointFn_TO};
+    use safepoint_loom_model::FakeHost;
 
     use super::*;
-    use safepoint_abi::{Host, Host_TO, LogLevel, OsThread, SafePointFn, SafePointFn_TO};
-
-    /// A runtime of four Ps: P0 is the caller's, P1 runs, P2 is idle, P3 is dead.
-    #[derive(Clone)]
-    struct FakeHost {
-        status: std::sync::Arc<Mutex<Vec<PStatus>>>,
-        armed: std::sync::Arc<Mutex<Vec<bool>>>,
-    }
-
-    impl Host for FakeHost {
-        fn procs(&self) -> u32 {
-            4
-        }
-        fn p_status(&self, p: PId) -> PStatus {
-            self.status.lock().unwrap()[p.index()]
-        }
-        fn current_p(&self) -> ROption<PId> {
-            ROption::RSome(PId(0))
-        }
-        fn arm_poll(&self, p: PId) {
-            self.armed.lock().unwrap()[p.index()] = true;
-        }
-        fn disarm_poll(&self, p: PId) {
-            self.armed.lock().unwrap()[p.index()] = false;
-        }
-        fn try_stop_parked_p(&self, p: PId) -> bool {
-            let mut status = self.status.lock().unwrap();
-            let parked = status[p.index()] == PStatus::Idle;
-            if parked {
-                status[p.index()] = PStatus::GcStop;
-            }
-            parked
-        }
-        fn release_p(&self, p: PId) {
-            let mut status = self.status.lock().unwrap();
-            assert_eq!(status[p.index()], PStatus::GcStop, "released {p} unstopped");
-            status[p.index()] = PStatus::Idle;
-        }
-        fn p_thread(&self, _p: PId) -> ROption<OsThread> {
-            ROption::RNone
-        }
-        fn now_nanos(&self) -> u64 {
-            0
-        }
-        fn log(&self, _level: LogLevel, _message: RStr<'_>) {}
-        fn at_async_safe_point(&self) -> bool {
-            false
-        }
-        fn oversubscribed(&self) -> bool {
-            false
-        }
-        fn give_way(&self, _p: PId) {}
-
-        fn abi_version(&self) -> safepoint_abi::AbiVersion {
-            safepoint_abi::ABI_VERSION
-        }
-
-        fn trace_signal(&self, _p: PId, _resend: bool) {}
-
-        fn stopped_in_handler(&self, _p: PId, _stopped: bool) -> bool {
-            false
-        }
-    }
 
     #[derive(Clone)]
     struct CountCalls(std::sync::Arc<[AtomicU32; 4]>);
@@ -580,13 +518,11 @@ mod tests {
         }
     }
 
+    /// A runtime of four Ps: P0 is the caller's, P1 runs, P2 is idle, P3 is dead.
     fn setup() -> (HostRef, FakeHost, CountCalls, SafePointFnArc) {
         use PStatus::*;
-        let fake = FakeHost {
-            status: std::sync::Arc::new(Mutex::new(vec![Running, Running, Idle, Dead])),
-            armed: std::sync::Arc::new(Mutex::new(vec![false; 4])),
-        };
-        let host = Host_TO::from_ptr(RArc::new(fake.clone()), TD_Opaque);
+        let fake = FakeHost::new(vec![Running, Running, Idle, Dead]);
+        let host = fake.host_ref();
         let calls = CountCalls(std::sync::Arc::new(Default::default()));
         let f = SafePointFn_TO::from_ptr(RArc::new(calls.clone()), TD_Opaque);
         (host, fake, calls, f)
@@ -597,7 +533,7 @@ mod tests {
     }
 
     fn armed(fake: &FakeHost) -> Vec<bool> {
-        fake.armed.lock().unwrap().clone()
+        fake.armed()
     }
 
     #[test]

@@ -15,56 +15,10 @@
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use safepoint_abi::abi_stable::sabi_trait::TD_Opaque;
-use safepoint_abi::abi_stable::std_types::{RArc, ROption, RStr};
-use safepoint_abi::{
-    ABI_VERSION, AbiVersion, Host, Host_TO, HostRef, LogLevel, OsThread, PId, PStatus, SafePointFn,
-    SafePointFn_TO, SafePointFnArc,
-};
+use safepoint_abi::abi_stable::std_types::RArc;
+use safepoint_abi::{HostRef, PId, PStatus, SafePointFn, SafePointFn_TO, SafePointFnArc};
 use safepoint_kit::PendingPs;
-use safepoint_loom_model::ModelWord;
-
-/// Two running Ps: P0 is the requester's, P1 the other.
-#[derive(Clone)]
-struct TwoRunningPs;
-
-impl Host for TwoRunningPs {
-    fn procs(&self) -> u32 {
-        2
-    }
-    fn p_status(&self, _p: PId) -> PStatus {
-        PStatus::Running
-    }
-    fn current_p(&self) -> ROption<PId> {
-        ROption::RSome(PId(0))
-    }
-    fn arm_poll(&self, _p: PId) {}
-    fn disarm_poll(&self, _p: PId) {}
-    fn try_stop_parked_p(&self, _p: PId) -> bool {
-        false
-    }
-    fn release_p(&self, _p: PId) {}
-    fn p_thread(&self, _p: PId) -> ROption<OsThread> {
-        ROption::RNone
-    }
-    fn now_nanos(&self) -> u64 {
-        0
-    }
-    fn log(&self, _level: LogLevel, _message: RStr<'_>) {}
-    fn at_async_safe_point(&self) -> bool {
-        false
-    }
-    fn oversubscribed(&self) -> bool {
-        false
-    }
-    fn give_way(&self, _p: PId) {}
-    fn abi_version(&self) -> AbiVersion {
-        ABI_VERSION
-    }
-    fn trace_signal(&self, _p: PId, _resend: bool) {}
-    fn stopped_in_handler(&self, _p: PId, _stopped: bool) -> bool {
-        false
-    }
-}
+use safepoint_loom_model::{FakeHost, ModelWord};
 
 /// A barrier's `f`: counts its calls for P1.
 #[derive(Clone)]
@@ -89,7 +43,8 @@ struct Model {
 
 fn model() -> Arc<Model> {
     Arc::new(Model {
-        host: Host_TO::from_ptr(RArc::new(TwoRunningPs), TD_Opaque),
+        // Two running Ps: P0 is the requester's, P1 the other.
+        host: FakeHost::new(vec![PStatus::Running; 2]).host_ref(),
         pending: PendingPs::with_words(2),
         acks: Mutex::new(0),
         acked: Condvar::new(),

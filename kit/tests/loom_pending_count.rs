@@ -186,10 +186,7 @@ fn a_futex_that_checks_then_sleeps_in_two_steps_loses_a_wake_up() {
 /// The broken model; it runs only in the child started by the test above.
 #[test]
 fn broken_model_child() {
-    if std::env::var_os(BROKEN_MODEL_CHILD).is_none() {
-        return;
-    }
-    loom::model(|| {
+    safepoint_loom_model::model_in_child(BROKEN_MODEL_CHILD, || {
         let (b, p) = one_running_p(ModelFutex::checking_then_sleeping_apart());
         b.wait(None, None);
         p.join().unwrap();

@@ -26,11 +26,6 @@ impl ActiveStrategy {
             object,
         }
     }
-
-    /// The strategy's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 /// Builds a strategy for a runtime: once at [`Builder::build`](super::Builder::build), and

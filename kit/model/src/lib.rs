@@ -1,9 +1,16 @@
-//! A loom model of the kit's futex, for the loom models of the protocols written over
-//! [`Word`] and [`Wake`]: `kit/tests/` (the pending count) and `strategies/signal/tests/`
-//! (the park word). Each model runs the protocol's very code with these in place of
-//! `AtomicU32` and the kernel's futex.
+//! Test doubles for the kit's protocols.
+//!
+//! - A loom model of the kit's futex, for the loom models of the protocols written over
+//!   [`Word`] and [`Wake`]: `kit/tests/` (the pending count, the pending words) and
+//!   `strategies/signal/tests/` (the park word). Each model runs the protocol's very code
+//!   with these in place of `AtomicU32` and the kernel's futex.
+//! - [`FakeHost`], a host of Ps with set statuses, for `PendingPs`'s tests and its model.
 
 use std::time::Duration;
+
+mod host;
+
+pub use host::FakeHost;
 
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::{Condvar, Mutex};
@@ -125,6 +132,15 @@ impl Wake for ModelFutex {
 impl Default for ModelFutex {
     fn default() -> Self {
         ModelFutex::new()
+    }
+}
+
+/// Explores `model` with loom, but only in the child process that
+/// [`assert_deadlocks_in_child`] starts (the variable `marker` set): the negative control's
+/// own test, which passes at once in the parent.
+pub fn model_in_child(marker: &str, model: impl Fn() + Sync + Send + 'static) {
+    if std::env::var_os(marker).is_some() {
+        loom::model(model);
     }
 }
 

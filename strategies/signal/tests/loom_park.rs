@@ -107,10 +107,7 @@ fn a_futex_that_checks_then_sleeps_in_two_steps_leaves_the_handler_asleep() {
 /// The broken model; it runs only in the child started by the test above.
 #[test]
 fn broken_model_child() {
-    if std::env::var_os(BROKEN_MODEL_CHILD).is_none() {
-        return;
-    }
-    loom::model(|| {
+    safepoint_loom_model::model_in_child(BROKEN_MODEL_CHILD, || {
         let stop = Stop::new(ModelFutex::checking_then_sleeping_apart());
         let handler = {
             let stop = Arc::clone(&stop);
